@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""One scikit-learn RandomForest run for the fedids comparison benchmark.
+
+Usage:
+    sklearn_run.py TRAIN_CSV TEST_CSV FORMAT TASK SEED N_JOBS [--trees N]
+
+FORMAT is nsl-kdd (no header, 43 columns: 41 features, attack name, difficulty) or kdd99 (header
+line, 42 columns: 41 features, label). TASK is binary (normal vs attack) or multiclass (normal,
+DoS, Probe, R2L, U2R).
+
+Encoding mirrors fedids-data: the three symbolic columns (protocol_type, service, flag) become
+ordinal codes over their categories sorted alphabetically, learned on the training file; a test
+value not seen in training gets the code len(categories). All features are float32.
+
+Timing: fit_seconds covers `clf.fit(X_train, y_train)` only; predict_seconds covers
+`clf.predict(X_test)` only (batch prediction on the already-loaded matrix). CSV loading and
+encoding are timed separately as load_seconds.
+
+Prints exactly one JSON object on one line on stdout. Anything else goes to stderr.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import sklearn
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+FEATURES = [
+    "duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land",
+    "wrong_fragment", "urgent", "hot", "num_failed_logins", "logged_in", "num_compromised",
+    "root_shell", "su_attempted", "num_root", "num_file_creations", "num_shells",
+    "num_access_files", "num_outbound_cmds", "is_host_login", "is_guest_login", "count",
+    "srv_count", "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate",
+    "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate", "dst_host_count",
+    "dst_host_srv_count", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
+    "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate", "dst_host_serror_rate",
+    "dst_host_srv_serror_rate", "dst_host_rerror_rate", "dst_host_srv_rerror_rate",
+]
+assert len(FEATURES) == 41
+CATEGORICAL = ["protocol_type", "service", "flag"]
+
+# Attack name -> category, from /work/shared/datasets/README.md (includes the names that occur
+# only in KDDTest+). An unknown name is an error, never silently mapped.
+CATEGORY_OF = {"normal": "normal"}
+for _cat, _names in {
+    "DoS": "back land neptune pod smurf teardrop mailbomb apache2 udpstorm processtable",
+    "Probe": "satan ipsweep nmap portsweep mscan saint",
+    "R2L": "guess_passwd ftp_write imap phf multihop warezmaster warezclient spy xlock xsnoop "
+           "snmpguess snmpgetattack sendmail named worm httptunnel",
+    "U2R": "buffer_overflow loadmodule perl rootkit sqlattack xterm ps",
+}.items():
+    for _n in _names.split():
+        CATEGORY_OF[_n] = _cat
+CLASSES_MULTICLASS = ["normal", "DoS", "Probe", "R2L", "U2R"]
+CLASSES_BINARY = ["normal", "attack"]
+
+
+def read_table(path, fmt):
+    """Read a file as (features DataFrame with canonical names, raw label Series)."""
+    if fmt == "nsl-kdd":
+        df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
+        if df.shape[1] != 43:
+            raise SystemExit(f"{path}: expected 43 columns for nsl-kdd, found {df.shape[1]}")
+        labels = df.iloc[:, 41]
+    elif fmt == "kdd99":
+        df = pd.read_csv(path, header=0, dtype=str, keep_default_na=False)
+        if df.shape[1] != 42:
+            raise SystemExit(f"{path}: expected 42 columns for kdd99, found {df.shape[1]}")
+        labels = df.iloc[:, 41]
+    else:
+        raise SystemExit(f"unknown format {fmt!r}")
+    feats = df.iloc[:, :41].copy()
+    feats.columns = FEATURES
+    return feats, labels.str.strip()
+
+
+def encode_labels(raw, task, path):
+    unknown = sorted(set(raw.unique()) - set(CATEGORY_OF))
+    if unknown:
+        raise SystemExit(f"{path}: unknown attack names {unknown}")
+    cat = raw.map(CATEGORY_OF)
+    if task == "binary":
+        return np.where(cat.to_numpy() == "normal", "normal", "attack")
+    if task == "multiclass":
+        return cat.to_numpy().astype(str)
+    raise SystemExit(f"unknown task {task!r}")
+
+
+def encode_features(feats, dictionaries):
+    cols = {}
+    for name in FEATURES:
+        if name in CATEGORICAL:
+            cats = dictionaries[name]
+            index = {c: i for i, c in enumerate(cats)}
+            unknown = len(cats)
+            cols[name] = feats[name].map(lambda v: index.get(v, unknown)).to_numpy(np.float32)
+        else:
+            cols[name] = pd.to_numeric(feats[name], errors="raise").to_numpy(np.float32)
+    return np.ascontiguousarray(np.column_stack([cols[n] for n in FEATURES]), dtype=np.float32)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("train_csv")
+    ap.add_argument("test_csv")
+    ap.add_argument("format", choices=["nsl-kdd", "kdd99"])
+    ap.add_argument("task", choices=["binary", "multiclass"])
+    ap.add_argument("seed", type=int)
+    ap.add_argument("n_jobs", type=int)
+    ap.add_argument("--trees", type=int, default=100)
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    train_feats, train_raw = read_table(args.train_csv, args.format)
+    test_feats, test_raw = read_table(args.test_csv, args.format)
+    dictionaries = {c: sorted(train_feats[c].unique()) for c in CATEGORICAL}
+    X_train = encode_features(train_feats, dictionaries)
+    X_test = encode_features(test_feats, dictionaries)
+    y_train = encode_labels(train_raw, args.task, args.train_csv)
+    y_test = encode_labels(test_raw, args.task, args.test_csv)
+    del train_feats, test_feats, train_raw, test_raw
+    load_seconds = time.perf_counter() - t0
+
+    clf = RandomForestClassifier(
+        n_estimators=args.trees,
+        max_features="sqrt",
+        max_depth=None,
+        bootstrap=True,
+        n_jobs=args.n_jobs,
+        random_state=args.seed,
+    )
+    t0 = time.perf_counter()
+    clf.fit(X_train, y_train)
+    fit_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    y_pred = clf.predict(X_test)
+    predict_seconds = time.perf_counter() - t0
+
+    # Detection rate = attack rows predicted as any attack class; false-alarm rate = normal rows
+    # predicted as any attack class (the same definitions for both tasks).
+    true_attack = y_test != "normal"
+    pred_attack = y_pred != "normal"
+    n_attack = int(true_attack.sum())
+    n_normal = int((~true_attack).sum())
+    classes = CLASSES_BINARY if args.task == "binary" else CLASSES_MULTICLASS
+    out = {
+        "tool": "scikit-learn",
+        "sklearn_version": sklearn.__version__,
+        "format": args.format,
+        "task": args.task,
+        "seed": args.seed,
+        "n_jobs": args.n_jobs,
+        "n_estimators": args.trees,
+        "n_features": int(X_train.shape[1]),
+        "max_features_per_split": int(clf.estimators_[0].max_features_),
+        "n_train": int(X_train.shape[0]),
+        "n_test": int(X_test.shape[0]),
+        "load_seconds": load_seconds,
+        "fit_seconds": fit_seconds,
+        "predict_seconds": predict_seconds,
+        "rows_per_second": X_test.shape[0] / predict_seconds,
+        "accuracy": float(accuracy_score(y_test, y_pred)),
+        # average="macro" over the labels present in y_test or y_pred (sklearn's default).
+        "macro_f1": float(f1_score(y_test, y_pred, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_test, y_pred, average="weighted", zero_division=0)),
+        "detection_rate": float((true_attack & pred_attack).sum() / n_attack) if n_attack else None,
+        "false_alarm_rate": float((~true_attack & pred_attack).sum() / n_normal) if n_normal else None,
+        "classes": classes,
+        "confusion_matrix": confusion_matrix(y_test, y_pred, labels=classes).tolist(),
+        "mean_tree_depth": float(np.mean([e.get_depth() for e in clf.estimators_])),
+        "mean_tree_leaves": float(np.mean([e.get_n_leaves() for e in clf.estimators_])),
+    }
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

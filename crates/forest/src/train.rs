@@ -1,0 +1,455 @@
+//! Growing one CART tree: depth-first, with histogram (binned) or exact (sorted) split search.
+
+use fedids_data::FeatureMatrix;
+use serde::{Deserialize, Serialize};
+
+use crate::binning::{midpoint, BinnedMatrix};
+use crate::rng::Rng;
+use crate::tree::{Node, Tree, LEAF};
+
+/// Node impurity measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Criterion {
+    Gini,
+    Entropy,
+}
+
+impl Criterion {
+    /// Impurity of a node with class weights `t` summing to `w` (> 0).
+    #[inline]
+    fn impurity(self, t: &[f64], w: f64) -> f64 {
+        match self {
+            Criterion::Gini => {
+                let s: f64 = t.iter().map(|&c| c * c).sum();
+                1.0 - s / (w * w)
+            }
+            Criterion::Entropy => {
+                let mut h = 0.0;
+                for &c in t {
+                    if c > 0.0 {
+                        let p = c / w;
+                        h -= p * p.log2();
+                    }
+                }
+                h
+            }
+        }
+    }
+}
+
+/// Per-tree growth limits, already resolved to concrete numbers.
+#[derive(Debug, Clone)]
+pub(crate) struct TreeParams {
+    pub criterion: Criterion,
+    pub max_depth: u32,
+    pub min_samples_split: u32,
+    pub min_samples_leaf: u32,
+    /// Number of non-constant features to evaluate per node (1..=n_features).
+    pub max_features: usize,
+}
+
+/// Everything shared by all trees of one forest fit.
+pub(crate) struct TrainData<'a> {
+    pub x: &'a FeatureMatrix,
+    /// `Some` for histogram search, `None` for exact search.
+    pub binned: Option<&'a BinnedMatrix>,
+    pub y: &'a [u32],
+    pub n_classes: usize,
+    /// Weight of one sample of each class (1.0 unless class_weight=balanced).
+    pub class_weight: &'a [f64],
+}
+
+/// The impurity reduction below which a node counts as pure (as scikit-learn's EPSILON).
+const EPSILON: f64 = f64::EPSILON;
+
+struct NodeTask {
+    node_idx: usize,
+    start: usize,
+    end: usize,
+    depth: u32,
+    totals: Vec<f64>,
+    constant: Vec<u64>,
+}
+
+struct Best {
+    feature: usize,
+    threshold: f32,
+    score: f64,
+    left: Vec<f64>,
+}
+
+struct Builder<'a, 'd> {
+    data: &'a TrainData<'d>,
+    params: &'a TreeParams,
+    rng: Rng,
+    rows: Vec<u32>,
+    /// Sample weight per row id (0 for rows not drawn).
+    weight: Vec<f64>,
+    nodes: Vec<Node>,
+    leaf_values: Vec<f32>,
+    importances: Vec<f64>,
+    features: Vec<u32>,
+    hist: Vec<f64>,
+    groups: Vec<f64>,
+    bounds: Vec<f32>,
+    keys: Vec<u64>,
+    pairs: Vec<(f32, u32)>,
+}
+
+/// Grows one tree on the rows with a non-zero `sample_count`, each weighing
+/// `count * class_weight[y]`.
+pub(crate) fn build_tree(
+    data: &TrainData<'_>,
+    params: &TreeParams,
+    sample_count: &[u32],
+    rng: Rng,
+) -> Tree {
+    let n_features = data.x.n_features();
+    let c = data.n_classes;
+    let rows: Vec<u32> = (0..sample_count.len() as u32)
+        .filter(|&r| sample_count[r as usize] > 0)
+        .collect();
+    let weight: Vec<f64> = sample_count
+        .iter()
+        .zip(data.y)
+        .map(|(&n, &y)| n as f64 * data.class_weight[y as usize])
+        .collect();
+    let mut b = Builder {
+        data,
+        params,
+        rng,
+        rows,
+        weight,
+        nodes: vec![Node {
+            feature: LEAF,
+            threshold: 0.0,
+            left: 0,
+        }],
+        leaf_values: Vec::new(),
+        importances: vec![0.0; n_features],
+        features: (0..n_features as u32).collect(),
+        hist: vec![0.0; 256 * (c + 1)],
+        groups: Vec::new(),
+        bounds: Vec::new(),
+        keys: Vec::new(),
+        pairs: Vec::new(),
+    };
+    b.grow();
+    Tree {
+        n_features: n_features as u32,
+        n_classes: c as u32,
+        nodes: b.nodes,
+        leaf_values: b.leaf_values,
+        importances: b.importances,
+    }
+}
+
+impl Builder<'_, '_> {
+    fn grow(&mut self) {
+        let c = self.data.n_classes;
+        let mut totals = vec![0.0; c];
+        for &r in &self.rows {
+            totals[self.data.y[r as usize] as usize] += self.weight[r as usize];
+        }
+        let n_words = self.data.x.n_features().div_ceil(64);
+        let mut stack = vec![NodeTask {
+            node_idx: 0,
+            start: 0,
+            end: self.rows.len(),
+            depth: 0,
+            totals,
+            constant: vec![0; n_words],
+        }];
+        while let Some(task) = stack.pop() {
+            let w: f64 = task.totals.iter().sum();
+            let n = task.end - task.start;
+            let impurity = if w > 0.0 {
+                self.params.criterion.impurity(&task.totals, w)
+            } else {
+                0.0
+            };
+            let can_split = task.depth < self.params.max_depth
+                && n >= self.params.min_samples_split as usize
+                && n >= 2 * self.params.min_samples_leaf as usize
+                && impurity > EPSILON;
+            let mut constant = task.constant;
+            let best = if can_split {
+                self.find_split(task.start, task.end, &task.totals, &mut constant)
+            } else {
+                None
+            };
+            match best {
+                None => self.make_leaf(task.node_idx, &task.totals, w),
+                Some(best) => {
+                    let mid = self.partition(task.start, task.end, best.feature, best.threshold);
+                    let right: Vec<f64> = task
+                        .totals
+                        .iter()
+                        .zip(&best.left)
+                        .map(|(t, l)| (t - l).max(0.0))
+                        .collect();
+                    let wl: f64 = best.left.iter().sum();
+                    let wr: f64 = right.iter().sum();
+                    let crit = self.params.criterion;
+                    let decrease =
+                        w * impurity - wl * crit.impurity(&best.left, wl) - wr * crit.impurity(&right, wr);
+                    self.importances[best.feature] += decrease.max(0.0);
+                    let left_idx = self.nodes.len();
+                    self.nodes[task.node_idx] = Node {
+                        feature: best.feature as u32,
+                        threshold: best.threshold,
+                        left: left_idx as u32,
+                    };
+                    let placeholder = Node {
+                        feature: LEAF,
+                        threshold: 0.0,
+                        left: 0,
+                    };
+                    self.nodes.push(placeholder);
+                    self.nodes.push(placeholder);
+                    // Right first so that the left subtree is grown (and laid out) first.
+                    stack.push(NodeTask {
+                        node_idx: left_idx + 1,
+                        start: mid,
+                        end: task.end,
+                        depth: task.depth + 1,
+                        totals: right,
+                        constant: constant.clone(),
+                    });
+                    stack.push(NodeTask {
+                        node_idx: left_idx,
+                        start: task.start,
+                        end: mid,
+                        depth: task.depth + 1,
+                        totals: best.left,
+                        constant,
+                    });
+                }
+            }
+        }
+    }
+
+    fn make_leaf(&mut self, node_idx: usize, totals: &[f64], w: f64) {
+        let leaf_idx = self.leaf_values.len() / self.data.n_classes;
+        if w > 0.0 {
+            self.leaf_values
+                .extend(totals.iter().map(|&t| (t / w) as f32));
+        } else {
+            let u = 1.0 / self.data.n_classes as f32;
+            self.leaf_values
+                .extend(std::iter::repeat_n(u, self.data.n_classes));
+        }
+        self.nodes[node_idx] = Node {
+            feature: LEAF,
+            threshold: 0.0,
+            left: leaf_idx as u32,
+        };
+    }
+
+    /// Visits features in random order until `max_features` non-constant ones have been
+    /// evaluated (constant features do not count, as in scikit-learn), and returns the best split.
+    fn find_split(
+        &mut self,
+        start: usize,
+        end: usize,
+        totals: &[f64],
+        constant: &mut [u64],
+    ) -> Option<Best> {
+        let n_features = self.features.len();
+        let mut n_evaluated = 0;
+        let mut best: Option<Best> = None;
+        for i in 0..n_features {
+            if n_evaluated >= self.params.max_features {
+                break;
+            }
+            let j = i + self.rng.below((n_features - i) as u64) as usize;
+            self.features.swap(i, j);
+            let f = self.features[i] as usize;
+            if constant[f / 64] & (1 << (f % 64)) != 0 {
+                continue;
+            }
+            if !self.build_groups(start, end, f) {
+                constant[f / 64] |= 1 << (f % 64);
+                continue;
+            }
+            n_evaluated += 1;
+            if let Some((g, score)) = self.sweep(totals, end - start) {
+                if best.as_ref().is_none_or(|b| score > b.score) {
+                    let c1 = self.data.n_classes + 1;
+                    let mut left = vec![0.0; self.data.n_classes];
+                    for grp in self.groups.chunks_exact(c1).take(g + 1) {
+                        for (l, v) in left.iter_mut().zip(grp) {
+                            *l += v;
+                        }
+                    }
+                    best = Some(Best {
+                        feature: f,
+                        threshold: self.bounds[g],
+                        score,
+                        left,
+                    });
+                }
+            }
+        }
+        best
+    }
+
+    /// Fills `groups` (per distinct bin or value, in increasing order: class weights then the
+    /// row count) and `bounds` (the threshold between group `i` and `i + 1`). Returns false when
+    /// the feature is constant on the node.
+    fn build_groups(&mut self, start: usize, end: usize, f: usize) -> bool {
+        let c = self.data.n_classes;
+        let c1 = c + 1;
+        self.groups.clear();
+        self.bounds.clear();
+        let rows = &self.rows[start..end];
+        let y = self.data.y;
+        match self.data.binned {
+            Some(binned) => {
+                let codes = binned.column(f);
+                let cuts = &binned.cuts[f];
+                let (mut lo, mut hi) = (u8::MAX, 0u8);
+                for &r in rows {
+                    let b = codes[r as usize];
+                    lo = lo.min(b);
+                    hi = hi.max(b);
+                }
+                if lo >= hi {
+                    return false;
+                }
+                let span = (hi - lo) as usize + 1;
+                let mut prev_bin: Option<usize> = None;
+                let mut push_group = |bin: usize, stats: &[f64], groups: &mut Vec<f64>, bounds: &mut Vec<f32>| {
+                    if let Some(p) = prev_bin {
+                        // Any cut between the two occupied bins separates them; take the middle one.
+                        let k = p + (bin - 1 - p) / 2;
+                        bounds.push(cuts[k]);
+                    }
+                    prev_bin = Some(bin);
+                    groups.extend_from_slice(stats);
+                };
+                if rows.len() * 4 < span {
+                    // Few rows over a wide range: sort (bin, row) keys instead of clearing a histogram.
+                    self.keys.clear();
+                    self.keys
+                        .extend(rows.iter().map(|&r| ((codes[r as usize] as u64) << 32) | r as u64));
+                    self.keys.sort_unstable();
+                    let mut stats = vec![0.0; c1];
+                    let mut cur = (self.keys[0] >> 32) as usize;
+                    for &k in &self.keys {
+                        let bin = (k >> 32) as usize;
+                        let r = (k & 0xFFFF_FFFF) as usize;
+                        if bin != cur {
+                            push_group(cur, &stats, &mut self.groups, &mut self.bounds);
+                            stats.iter_mut().for_each(|s| *s = 0.0);
+                            cur = bin;
+                        }
+                        stats[y[r] as usize] += self.weight[r];
+                        stats[c] += 1.0;
+                    }
+                    push_group(cur, &stats, &mut self.groups, &mut self.bounds);
+                } else {
+                    let hist = &mut self.hist[..span * c1];
+                    hist.iter_mut().for_each(|h| *h = 0.0);
+                    for &r in rows {
+                        let r = r as usize;
+                        let b = (codes[r] - lo) as usize * c1;
+                        hist[b + y[r] as usize] += self.weight[r];
+                        hist[b + c] += 1.0;
+                    }
+                    for (b, stats) in hist.chunks_exact(c1).enumerate() {
+                        if stats[c] > 0.0 {
+                            push_group(lo as usize + b, stats, &mut self.groups, &mut self.bounds);
+                        }
+                    }
+                }
+                true
+            }
+            None => {
+                let col = self.data.x.column(f);
+                self.pairs.clear();
+                self.pairs
+                    .extend(rows.iter().map(|&r| (col[r as usize], r)));
+                self.pairs
+                    .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let first = self.pairs[0].0;
+                let last = self.pairs[self.pairs.len() - 1].0;
+                if first >= last {
+                    return false;
+                }
+                let mut stats = vec![0.0; c1];
+                let mut cur = first;
+                for &(v, r) in &self.pairs {
+                    if v != cur {
+                        self.groups.extend_from_slice(&stats);
+                        self.bounds.push(midpoint(cur, v));
+                        stats.iter_mut().for_each(|s| *s = 0.0);
+                        cur = v;
+                    }
+                    stats[y[r as usize] as usize] += self.weight[r as usize];
+                    stats[c] += 1.0;
+                }
+                self.groups.extend_from_slice(&stats);
+                true
+            }
+        }
+    }
+
+    /// Scans boundaries between consecutive groups and returns the best (group index, score),
+    /// where score is minus the weighted impurity of the two children (higher is better).
+    fn sweep(&self, totals: &[f64], n: usize) -> Option<(usize, f64)> {
+        let c = self.data.n_classes;
+        let c1 = c + 1;
+        let n_groups = self.groups.len() / c1;
+        let min_leaf = self.params.min_samples_leaf as f64;
+        let crit = self.params.criterion;
+        let mut left = vec![0.0; c];
+        let mut right = vec![0.0; c];
+        let mut n_left = 0.0;
+        let mut best: Option<(usize, f64)> = None;
+        for g in 0..n_groups - 1 {
+            let stats = &self.groups[g * c1..(g + 1) * c1];
+            for (l, s) in left.iter_mut().zip(stats) {
+                *l += s;
+            }
+            n_left += stats[c];
+            let n_right = n as f64 - n_left;
+            if n_left < min_leaf {
+                continue;
+            }
+            if n_right < min_leaf {
+                break;
+            }
+            for ((r, t), l) in right.iter_mut().zip(totals).zip(&left) {
+                *r = (t - l).max(0.0);
+            }
+            let wl: f64 = left.iter().sum();
+            let wr: f64 = right.iter().sum();
+            if wl <= 0.0 || wr <= 0.0 {
+                continue;
+            }
+            let score = -(wl * crit.impurity(&left, wl) + wr * crit.impurity(&right, wr));
+            if best.is_none_or(|(_, s)| score > s) {
+                best = Some((g, score));
+            }
+        }
+        best
+    }
+
+    /// Reorders `rows[start..end]` so rows with `x[f] <= threshold` come first; returns the split.
+    fn partition(&mut self, start: usize, end: usize, f: usize, threshold: f32) -> usize {
+        let col = self.data.x.column(f);
+        let rows = &mut self.rows[start..end];
+        let mut i = 0;
+        let mut j = rows.len();
+        while i < j {
+            if col[rows[i] as usize] <= threshold {
+                i += 1;
+            } else {
+                j -= 1;
+                rows.swap(i, j);
+            }
+        }
+        start + i
+    }
+}
