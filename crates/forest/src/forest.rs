@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::binning::BinnedMatrix;
 use crate::error::ForestError;
+use crate::predict::Predictor;
 use crate::rng::{tree_seed, Rng};
 use crate::train::{build_tree, Criterion, TrainData, TreeParams};
 use crate::tree::{argmax, Tree};
@@ -326,40 +327,12 @@ impl Forest {
 
     /// Mean class probabilities over the trees, row-major (`n_rows * n_classes`).
     pub fn predict_proba(&self, x: &FeatureMatrix) -> Result<Vec<f32>, ForestError> {
-        self.check_input(x)?;
-        Ok(self.proba_of(&self.trees, x))
+        self.predictor().predict_proba(x)
     }
 
-    fn proba_of(&self, trees: &[Tree], x: &FeatureMatrix) -> Vec<f32> {
-        const BLOCK: usize = 512;
-        let c = self.n_classes();
-        let nf = x.n_features();
-        let n = x.n_rows();
-        let mut out = vec![0.0f32; n * c];
-        let scale = 1.0 / trees.len().max(1) as f32;
-        out.par_chunks_mut(BLOCK * c)
-            .enumerate()
-            .for_each(|(block_idx, out_block)| {
-                let start = block_idx * BLOCK;
-                let rows = out_block.len() / c;
-                // Row-major copy of the block: tree traversal reads one row at a time.
-                let mut buf = vec![0.0f32; rows * nf];
-                for f in 0..nf {
-                    let col = &x.column(f)[start..start + rows];
-                    for (r, &v) in col.iter().enumerate() {
-                        buf[r * nf + f] = v;
-                    }
-                }
-                for tree in trees {
-                    for (row, acc) in buf.chunks_exact(nf).zip(out_block.chunks_exact_mut(c)) {
-                        for (a, p) in acc.iter_mut().zip(tree.predict_proba_row(row)) {
-                            *a += p;
-                        }
-                    }
-                }
-                out_block.iter_mut().for_each(|v| *v *= scale);
-            });
-        out
+    /// The trees compiled for fast batch inference; build once when scoring many batches.
+    pub fn predictor(&self) -> Predictor<'_> {
+        Predictor::new(&self.trees, self.schema.features.len(), self.n_classes())
     }
 
     /// The predicted class of each row (highest mean probability; lowest index on ties).
@@ -421,7 +394,13 @@ impl Forest {
                     class_recall: hits
                         .iter()
                         .zip(&support)
-                        .map(|(&h, &s)| if s == 0 { f64::NAN } else { h as f64 / s as f64 })
+                        .map(|(&h, &s)| {
+                            if s == 0 {
+                                f64::NAN
+                            } else {
+                                h as f64 / s as f64
+                            }
+                        })
                         .collect(),
                     class_support: support.clone(),
                 }
@@ -433,7 +412,9 @@ impl Forest {
     /// `picks[i] = (forest, tree indices)`. Every forest must have the same schema as the first.
     pub fn from_trees(picks: &[(&Forest, &[usize])]) -> Result<Forest, ForestError> {
         let Some((first, _)) = picks.first() else {
-            return Err(ForestError::InvalidData("no forests to take trees from".into()));
+            return Err(ForestError::InvalidData(
+                "no forests to take trees from".into(),
+            ));
         };
         let schema = first.schema.clone();
         let mut trees = Vec::new();
@@ -453,7 +434,11 @@ impl Forest {
                 })?;
                 trees.push(tree.clone());
             }
-            sources.push(format!("source {k}: {} of {} trees", idxs.len(), forest.trees.len()));
+            sources.push(format!(
+                "source {k}: {} of {} trees",
+                idxs.len(),
+                forest.trees.len()
+            ));
         }
         if trees.is_empty() {
             return Err(ForestError::InvalidData("no trees selected".into()));

@@ -36,6 +36,7 @@ mod error;
 mod forest;
 mod metrics;
 pub mod model;
+mod predict;
 mod rng;
 mod train;
 mod tree;
@@ -46,8 +47,14 @@ pub use forest::{
     SplitSearch, TreeScore,
 };
 pub use metrics::{ClassMetrics, Metrics};
+pub use predict::Predictor;
 pub use train::Criterion;
 pub use tree::{Node, Tree, LEAF};
+
+/// The index of the most probable class in a probability row (lowest index on ties).
+pub fn argmax_class(proba: &[f32]) -> usize {
+    tree::argmax(proba) as usize
+}
 
 impl std::str::FromStr for Criterion {
     type Err = String;

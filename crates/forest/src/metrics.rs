@@ -90,7 +90,11 @@ impl Metrics {
         Metrics {
             n_rows: n,
             accuracy: ratio(correct, n),
-            macro_f1: if n_scored == 0 { 0.0 } else { f1_sum / n_scored as f64 },
+            macro_f1: if n_scored == 0 {
+                0.0
+            } else {
+                f1_sum / n_scored as f64
+            },
             weighted_f1: if n == 0 { 0.0 } else { weighted / n as f64 },
             detection_rate: ratio(attack_detected, attack_total),
             false_alarm_rate: ratio(benign_flagged, benign_total),
@@ -139,7 +143,13 @@ impl Metrics {
             .map(|v| v.to_string().len())
             .max()
             .unwrap_or(1)
-            .max(self.per_class.iter().map(|c| c.class.len().min(10)).max().unwrap_or(1));
+            .max(
+                self.per_class
+                    .iter()
+                    .map(|c| c.class.len().min(10))
+                    .max()
+                    .unwrap_or(1),
+            );
         for c in &self.per_class {
             let name: String = c.class.chars().take(cw).collect();
             let _ = write!(s, "  {name:>cw$}");
@@ -174,7 +184,10 @@ mod tests {
         assert_eq!(m.accuracy, 5.0 / 8.0);
         assert_eq!(m.false_alarm_rate, 0.25);
         assert_eq!(m.detection_rate, 3.0 / 4.0);
-        assert_eq!(m.confusion, vec![vec![3, 1, 0], vec![1, 2, 0], vec![0, 1, 0]]);
+        assert_eq!(
+            m.confusion,
+            vec![vec![3, 1, 0], vec![1, 2, 0], vec![0, 1, 0]]
+        );
         assert_eq!(m.per_class[1].precision, 0.5);
         assert_eq!(m.per_class[2].f1, 0.0);
         let macro_f1 = (0.75 + 4.0 / 7.0 + 0.0) / 3.0;

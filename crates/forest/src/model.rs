@@ -95,10 +95,14 @@ pub fn validate(forest: &Forest) -> Result<(), ForestError> {
     let nf = schema.features.len();
     let nc = schema.classes.len();
     if nc == 0 {
-        return Err(ForestError::InvalidModel("the schema has no classes".into()));
+        return Err(ForestError::InvalidModel(
+            "the schema has no classes".into(),
+        ));
     }
     if nf == 0 {
-        return Err(ForestError::InvalidModel("the schema has no features".into()));
+        return Err(ForestError::InvalidModel(
+            "the schema has no features".into(),
+        ));
     }
     for f in &schema.features {
         if let fedids_data::FeatureKind::Categorical { categories } = &f.kind {

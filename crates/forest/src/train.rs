@@ -191,8 +191,9 @@ impl Builder<'_, '_> {
                     let wl: f64 = best.left.iter().sum();
                     let wr: f64 = right.iter().sum();
                     let crit = self.params.criterion;
-                    let decrease =
-                        w * impurity - wl * crit.impurity(&best.left, wl) - wr * crit.impurity(&right, wr);
+                    let decrease = w * impurity
+                        - wl * crit.impurity(&best.left, wl)
+                        - wr * crit.impurity(&right, wr);
                     self.importances[best.feature] += decrease.max(0.0);
                     let left_idx = self.nodes.len();
                     self.nodes[task.node_idx] = Node {
@@ -319,20 +320,23 @@ impl Builder<'_, '_> {
                 }
                 let span = (hi - lo) as usize + 1;
                 let mut prev_bin: Option<usize> = None;
-                let mut push_group = |bin: usize, stats: &[f64], groups: &mut Vec<f64>, bounds: &mut Vec<f32>| {
-                    if let Some(p) = prev_bin {
-                        // Any cut between the two occupied bins separates them; take the middle one.
-                        let k = p + (bin - 1 - p) / 2;
-                        bounds.push(cuts[k]);
-                    }
-                    prev_bin = Some(bin);
-                    groups.extend_from_slice(stats);
-                };
+                let mut push_group =
+                    |bin: usize, stats: &[f64], groups: &mut Vec<f64>, bounds: &mut Vec<f32>| {
+                        if let Some(p) = prev_bin {
+                            // Any cut between the two occupied bins separates them; take the middle one.
+                            let k = p + (bin - 1 - p) / 2;
+                            bounds.push(cuts[k]);
+                        }
+                        prev_bin = Some(bin);
+                        groups.extend_from_slice(stats);
+                    };
                 if rows.len() * 4 < span {
                     // Few rows over a wide range: sort (bin, row) keys instead of clearing a histogram.
                     self.keys.clear();
-                    self.keys
-                        .extend(rows.iter().map(|&r| ((codes[r as usize] as u64) << 32) | r as u64));
+                    self.keys.extend(
+                        rows.iter()
+                            .map(|&r| ((codes[r as usize] as u64) << 32) | r as u64),
+                    );
                     self.keys.sort_unstable();
                     let mut stats = vec![0.0; c1];
                     let mut cur = (self.keys[0] >> 32) as usize;

@@ -146,15 +146,13 @@ impl Tree {
                 }
                 let left = n.left as usize;
                 if left <= i || left + 1 >= n_nodes {
-                    return Err(format!("node {i}: child index {left} out of order or range"));
+                    return Err(format!(
+                        "node {i}: child index {left} out of order or range"
+                    ));
                 }
             }
         }
-        if self
-            .leaf_values
-            .iter()
-            .any(|v| !v.is_finite() || *v < 0.0)
-        {
+        if self.leaf_values.iter().any(|v| !v.is_finite() || *v < 0.0) {
             return Err("leaf probabilities must be finite and non-negative".into());
         }
         if self.importances.iter().any(|v| !v.is_finite()) {

@@ -10,7 +10,11 @@ use proptest::prelude::*;
 fn schema(n_features: usize, n_classes: usize) -> Schema {
     Schema {
         format: FormatSpec::NslKdd,
-        task: if n_classes == 2 { Task::Binary } else { Task::Multiclass },
+        task: if n_classes == 2 {
+            Task::Binary
+        } else {
+            Task::Multiclass
+        },
         features: (0..n_features)
             .map(|i| Feature {
                 name: format!("f{i}"),
@@ -25,7 +29,9 @@ fn schema(n_features: usize, n_classes: usize) -> Schema {
 fn synthetic(n: usize, n_features: usize, n_classes: u32, seed: u64) -> (FeatureMatrix, Vec<u32>) {
     let mut s = seed;
     let mut next = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 33) as f32 / (1u64 << 31) as f32
     };
     let mut rows = Vec::with_capacity(n * n_features);
@@ -92,7 +98,15 @@ fn histogram_and_exact_agree_when_values_fit_in_bins() {
 #[test]
 fn probabilities_sum_to_one() {
     let (x, y) = synthetic(800, 4, 4, 3);
-    let forest = fit(&x, &y, 4, &ForestParams { n_trees: 10, ..ForestParams::default() });
+    let forest = fit(
+        &x,
+        &y,
+        4,
+        &ForestParams {
+            n_trees: 10,
+            ..ForestParams::default()
+        },
+    );
     let proba = forest.predict_proba(&x).unwrap();
     for row in proba.chunks_exact(4) {
         let s: f32 = row.iter().sum();
@@ -111,13 +125,24 @@ fn same_seed_same_bytes_whatever_the_thread_count() {
         ..ForestParams::default()
     };
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| model::encode(&fit(&x, &y, 3, &params)))
     };
     let one = run(1);
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
-    let other_seed = model::encode(&fit(&x, &y, 3, &ForestParams { seed: 7, ..params.clone() }));
+    let other_seed = model::encode(&fit(
+        &x,
+        &y,
+        3,
+        &ForestParams {
+            seed: 7,
+            ..params.clone()
+        },
+    ));
     assert_ne!(one, other_seed);
 }
 
@@ -159,7 +184,15 @@ fn limits_are_respected() {
 #[test]
 fn importances_find_the_informative_features() {
     let (x, y) = synthetic(3000, 6, 2, 6);
-    let forest = fit(&x, &y, 2, &ForestParams { n_trees: 20, ..ForestParams::default() });
+    let forest = fit(
+        &x,
+        &y,
+        2,
+        &ForestParams {
+            n_trees: 20,
+            ..ForestParams::default()
+        },
+    );
     let imp = forest.feature_importances();
     assert!((imp.iter().sum::<f64>() - 1.0).abs() < 1e-9);
     let noise_max = imp[2..].iter().cloned().fold(0.0, f64::max);
@@ -169,13 +202,38 @@ fn importances_find_the_informative_features() {
 #[test]
 fn subsampling_and_bad_params() {
     let (x, y) = synthetic(500, 4, 2, 7);
-    let f = fit(&x, &y, 2, &ForestParams { n_trees: 3, sampling: Sampling::Subsample(0.7), ..ForestParams::default() });
+    let f = fit(
+        &x,
+        &y,
+        2,
+        &ForestParams {
+            n_trees: 3,
+            sampling: Sampling::Subsample(0.7),
+            ..ForestParams::default()
+        },
+    );
     assert_eq!(f.trees().len(), 3);
-    let err = Forest::fit(&x, &y, schema(4, 2), &ForestParams { n_trees: 0, ..ForestParams::default() }, &|| ())
-        .unwrap_err();
-    assert_eq!(err.to_string(), "invalid training parameter: n_trees must be at least 1");
-    let err = Forest::fit(&x, &y[..10], schema(4, 2), &ForestParams::default(), &|| ()).unwrap_err();
-    assert_eq!(err.to_string(), "invalid training data: 500 rows of features and 10 labels");
+    let err = Forest::fit(
+        &x,
+        &y,
+        schema(4, 2),
+        &ForestParams {
+            n_trees: 0,
+            ..ForestParams::default()
+        },
+        &|| (),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid training parameter: n_trees must be at least 1"
+    );
+    let err =
+        Forest::fit(&x, &y[..10], schema(4, 2), &ForestParams::default(), &|| ()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid training data: 500 rows of features and 10 labels"
+    );
     let bad_y = vec![5; 500];
     assert!(matches!(
         Forest::fit(&x, &bad_y, schema(4, 2), &ForestParams::default(), &|| ()),
@@ -186,15 +244,40 @@ fn subsampling_and_bad_params() {
 #[test]
 fn combining_trees_checks_schemas() {
     let (x, y) = synthetic(500, 4, 2, 8);
-    let a = fit(&x, &y, 2, &ForestParams { n_trees: 4, ..ForestParams::default() });
-    let b = fit(&x, &y, 2, &ForestParams { n_trees: 4, seed: 9, ..ForestParams::default() });
+    let a = fit(
+        &x,
+        &y,
+        2,
+        &ForestParams {
+            n_trees: 4,
+            ..ForestParams::default()
+        },
+    );
+    let b = fit(
+        &x,
+        &y,
+        2,
+        &ForestParams {
+            n_trees: 4,
+            seed: 9,
+            ..ForestParams::default()
+        },
+    );
     let merged = Forest::from_trees(&[(&a, &[0, 2]), (&b, &[3])]).unwrap();
     assert_eq!(merged.trees().len(), 3);
     assert_eq!(merged.trees()[2], b.trees()[3]);
     assert!(Forest::from_trees(&[(&a, &[7])]).is_err());
 
     let (x3, y3) = synthetic(500, 4, 3, 8);
-    let c = fit(&x3, &y3, 3, &ForestParams { n_trees: 2, ..ForestParams::default() });
+    let c = fit(
+        &x3,
+        &y3,
+        3,
+        &ForestParams {
+            n_trees: 2,
+            ..ForestParams::default()
+        },
+    );
     let err = Forest::from_trees(&[(&a, &[0]), (&c, &[0])]).unwrap_err();
     assert!(err.to_string().starts_with("trees do not share a feature schema: source 1 differs from source 0: task binary vs multiclass"), "{err}");
 }
@@ -202,7 +285,15 @@ fn combining_trees_checks_schemas() {
 #[test]
 fn tree_scores_match_tree_predictions() {
     let (x, y) = synthetic(600, 4, 3, 10);
-    let f = fit(&x, &y, 3, &ForestParams { n_trees: 4, ..ForestParams::default() });
+    let f = fit(
+        &x,
+        &y,
+        3,
+        &ForestParams {
+            n_trees: 4,
+            ..ForestParams::default()
+        },
+    );
     let scores = f.score_trees(&x, &y).unwrap();
     let preds = f.tree_predictions(&x).unwrap();
     for (s, p) in scores.iter().zip(&preds) {
@@ -215,20 +306,37 @@ fn tree_scores_match_tree_predictions() {
 #[test]
 fn model_file_round_trip_and_rejections() {
     let (x, y) = synthetic(400, 4, 2, 11);
-    let forest = fit(&x, &y, 2, &ForestParams { n_trees: 3, ..ForestParams::default() });
+    let forest = fit(
+        &x,
+        &y,
+        2,
+        &ForestParams {
+            n_trees: 3,
+            ..ForestParams::default()
+        },
+    );
     let bytes = model::encode(&forest);
     assert_eq!(model::decode(&bytes).unwrap(), forest);
     assert_eq!(model::encode(&model::decode(&bytes).unwrap()), bytes);
 
     let msg = |b: &[u8]| model::decode(b).unwrap_err().to_string();
-    assert_eq!(msg(b"PK\x03\x04zipfile"), "not a fedids model file: missing the FEDIDSMF magic bytes at the start");
+    assert_eq!(
+        msg(b"PK\x03\x04zipfile"),
+        "not a fedids model file: missing the FEDIDSMF magic bytes at the start"
+    );
     assert!(msg(&bytes[..bytes.len() - 1]).starts_with("model file is truncated"));
     let mut v2 = bytes.clone();
     v2[8] = 2;
-    assert_eq!(msg(&v2), "unsupported model format version 2 (this build reads version 1)");
+    assert_eq!(
+        msg(&v2),
+        "unsupported model format version 2 (this build reads version 1)"
+    );
     let mut flipped = bytes.clone();
     flipped[40] ^= 0x10;
-    assert_eq!(msg(&flipped), "model file is corrupted: payload checksum mismatch");
+    assert_eq!(
+        msg(&flipped),
+        "model file is corrupted: payload checksum mismatch"
+    );
     let mut longer = bytes.clone();
     longer.push(0);
     assert!(msg(&longer).starts_with("model file is corrupted"));
@@ -239,7 +347,15 @@ fn hostile_structure_with_a_valid_checksum_is_rejected() {
     // Re-encode a forest whose tree points a child back at its parent: the checksum is valid,
     // so only structural validation can catch it.
     let (x, y) = synthetic(300, 3, 2, 12);
-    let forest = fit(&x, &y, 2, &ForestParams { n_trees: 1, ..ForestParams::default() });
+    let forest = fit(
+        &x,
+        &y,
+        2,
+        &ForestParams {
+            n_trees: 1,
+            ..ForestParams::default()
+        },
+    );
     let bytes = model::encode(&forest);
     let mut json: serde_json::Value = serde_json::to_value(&forest).unwrap();
     json["trees"][0]["nodes"][0]["left"] = serde_json::json!(0);
@@ -247,12 +363,23 @@ fn hostile_structure_with_a_valid_checksum_is_rejected() {
     let hostile_bytes = model::encode(&hostile);
     assert_ne!(bytes, hostile_bytes);
     let err = model::decode(&hostile_bytes).unwrap_err().to_string();
-    assert_eq!(err, "model is invalid: tree 0: node 0: child index 0 out of order or range");
+    assert_eq!(
+        err,
+        "model is invalid: tree 0: node 0: child index 0 out of order or range"
+    );
 }
 
 fn small_model_bytes() -> Vec<u8> {
     let (x, y) = synthetic(200, 3, 3, 13);
-    model::encode(&fit(&x, &y, 3, &ForestParams { n_trees: 2, ..ForestParams::default() }))
+    model::encode(&fit(
+        &x,
+        &y,
+        3,
+        &ForestParams {
+            n_trees: 2,
+            ..ForestParams::default()
+        },
+    ))
 }
 
 proptest! {
