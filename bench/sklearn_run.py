@@ -61,22 +61,24 @@ CLASSES_BINARY = ["normal", "attack"]
 
 
 def read_table(path, fmt):
-    """Read a file as (features DataFrame with canonical names, raw label Series)."""
+    """Read a file as (features DataFrame with canonical names, raw label Series).
+
+    Numeric columns use pandas' own type inference (int64/float64, cast to float32 later); the
+    symbolic columns and the label are read as strings.
+    """
     if fmt == "nsl-kdd":
-        df = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
-        if df.shape[1] != 43:
-            raise SystemExit(f"{path}: expected 43 columns for nsl-kdd, found {df.shape[1]}")
-        labels = df.iloc[:, 41]
+        header, names = None, FEATURES + ["label", "difficulty"]
     elif fmt == "kdd99":
-        df = pd.read_csv(path, header=0, dtype=str, keep_default_na=False)
-        if df.shape[1] != 42:
-            raise SystemExit(f"{path}: expected 42 columns for kdd99, found {df.shape[1]}")
-        labels = df.iloc[:, 41]
+        header, names = 0, FEATURES + ["label"]
     else:
         raise SystemExit(f"unknown format {fmt!r}")
-    feats = df.iloc[:, :41].copy()
-    feats.columns = FEATURES
-    return feats, labels.str.strip()
+    with open(path, encoding="utf-8") as f:
+        n_cols = len(f.readline().split(","))
+    if n_cols != len(names):
+        raise SystemExit(f"{path}: expected {len(names)} columns for {fmt}, found {n_cols}")
+    df = pd.read_csv(path, header=header, names=names, index_col=False, na_filter=False,
+                     dtype={c: str for c in CATEGORICAL + ["label"]})
+    return df[FEATURES], df["label"].str.strip()
 
 
 def encode_labels(raw, task, path):
@@ -100,7 +102,10 @@ def encode_features(feats, dictionaries):
             unknown = len(cats)
             cols[name] = feats[name].map(lambda v: index.get(v, unknown)).to_numpy(np.float32)
         else:
-            cols[name] = pd.to_numeric(feats[name], errors="raise").to_numpy(np.float32)
+            col = feats[name]
+            if not pd.api.types.is_numeric_dtype(col):
+                raise SystemExit(f"column {name} is not numeric (dtype {col.dtype})")
+            cols[name] = col.to_numpy(np.float32)
     return np.ascontiguousarray(np.column_stack([cols[n] for n in FEATURES]), dtype=np.float32)
 
 

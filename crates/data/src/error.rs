@@ -21,7 +21,10 @@ pub enum DataError {
     },
 
     /// A cell does not hold what its column needs.
-    #[error("{input}:{line}:{column}: expected {expected}, found '{}' ({name})", shown(value))]
+    #[error(
+        "{input}:{line}:{column}: expected {expected}, found '{}' ({name})",
+        shown(value)
+    )]
     InvalidValue {
         /// Source name.
         input: String,
@@ -60,7 +63,9 @@ pub enum DataError {
     },
 
     /// A quoted field does not end on its line (quoted newlines are not supported).
-    #[error("{input}:{line}:{column}: unterminated quoted field (quoted fields cannot span lines)")]
+    #[error(
+        "{input}:{line}:{column}: unterminated quoted field (quoted fields cannot span lines)"
+    )]
     UnterminatedQuote {
         /// Source name.
         input: String,
@@ -185,7 +190,11 @@ impl DataError {
 /// Values are shown escaped (no control characters reach the terminal) and cut to 60 characters.
 fn shown(value: &str) -> String {
     const MAX_CHARS: usize = 60;
-    let mut out: String = value.chars().take(MAX_CHARS).flat_map(char::escape_debug).collect();
+    let mut out: String = value
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
     if value.chars().nth(MAX_CHARS).is_some() {
         out.push_str("...");
     }
@@ -194,7 +203,11 @@ fn shown(value: &str) -> String {
 
 fn column_list(columns: &[String]) -> String {
     let names: Vec<String> = columns.iter().map(|c| format!("'{}'", shown(c))).collect();
-    let noun = if columns.len() == 1 { "column" } else { "columns" };
+    let noun = if columns.len() == 1 {
+        "column"
+    } else {
+        "columns"
+    };
     format!("{noun} {} named in the schema", names.join(", "))
 }
 

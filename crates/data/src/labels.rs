@@ -172,10 +172,8 @@ impl LabelRule {
         };
         match format {
             FormatSpec::NslKdd | FormatSpec::Kdd99 => {
-                let mut pairs = vec![(
-                    "normal".to_string(),
-                    class_of(BINARY_CLASSES[0]).or(class_of(KDD_CLASSES[0])),
-                )];
+                // "normal" is class 0's name under both tasks.
+                let mut pairs = vec![("normal".to_string(), class_of("normal"))];
                 for (category, names) in KDD_ATTACKS {
                     for name in names {
                         let class = match task {
@@ -236,7 +234,8 @@ impl LabelRule {
 
     /// The class of one trimmed label cell.
     pub(crate) fn resolve<'a>(&self, cell: &'a str) -> LabelOutcome<'a> {
-        let known = |hit: Option<&u32>| hit.map_or(LabelOutcome::Unmapped, |&c| LabelOutcome::Class(c));
+        let known =
+            |hit: Option<&u32>| hit.map_or(LabelOutcome::Unmapped, |&c| LabelOutcome::Class(c));
         match self {
             LabelRule::Lookup { map, strip_dot } => {
                 let name = if *strip_dot {
@@ -317,17 +316,34 @@ mod tests {
         check(
             &FormatSpec::NslKdd,
             Task::Binary,
-            &[("normal", Class(0)), ("neptune", Class(1)), ("xterm", Class(1)), ("nope", Unmapped), ("smurf.", Unmapped)],
+            &[
+                ("normal", Class(0)),
+                ("neptune", Class(1)),
+                ("xterm", Class(1)),
+                ("nope", Unmapped),
+                ("smurf.", Unmapped),
+            ],
         );
         check(
             &FormatSpec::NslKdd,
             Task::Multiclass,
-            &[("normal", Class(0)), ("neptune", Class(1)), ("saint", Class(2)), ("named", Class(3)), ("sqlattack", Class(4))],
+            &[
+                ("normal", Class(0)),
+                ("neptune", Class(1)),
+                ("saint", Class(2)),
+                ("named", Class(3)),
+                ("sqlattack", Class(4)),
+            ],
         );
         check(
             &FormatSpec::Kdd99,
             Task::Multiclass,
-            &[("normal.", Class(0)), ("smurf.", Class(1)), ("smurf", Class(1)), ("smurf..", Unmapped)],
+            &[
+                ("normal.", Class(0)),
+                ("smurf.", Class(1)),
+                ("smurf", Class(1)),
+                ("smurf..", Unmapped),
+            ],
         );
     }
 
@@ -337,12 +353,22 @@ mod tests {
         check(
             &FormatSpec::UnswNb15,
             Task::Binary,
-            &[("0", Class(0)), ("1", Class(1)), ("2", Invalid("0 or 1")), ("", Invalid("0 or 1"))],
+            &[
+                ("0", Class(0)),
+                ("1", Class(1)),
+                ("2", Invalid("0 or 1")),
+                ("", Invalid("0 or 1")),
+            ],
         );
         check(
             &FormatSpec::UnswNb15,
             Task::Multiclass,
-            &[("Normal", Class(0)), ("Worms", Class(9)), ("Backdoors", Class(2)), ("normal", Unmapped)],
+            &[
+                ("Normal", Class(0)),
+                ("Worms", Class(9)),
+                ("Backdoors", Class(2)),
+                ("normal", Unmapped),
+            ],
         );
     }
 
@@ -356,8 +382,20 @@ mod tests {
             ignore: vec![],
             non_finite: Default::default(),
         });
-        check(&csv, Task::Binary, &[("BENIGN", Class(0)), ("Benign", Class(0)), ("DDoS", Class(1))]);
-        check(&csv, Task::Multiclass, &[("Benign", Class(0)), ("DDoS", Learned("DDoS"))]);
+        check(
+            &csv,
+            Task::Binary,
+            &[
+                ("BENIGN", Class(0)),
+                ("Benign", Class(0)),
+                ("DDoS", Class(1)),
+            ],
+        );
+        check(
+            &csv,
+            Task::Multiclass,
+            &[("Benign", Class(0)), ("DDoS", Learned("DDoS"))],
+        );
         let known = classes(&["BENIGN", "DDoS", "PortScan"]);
         let rule = LabelRule::new(&csv, Task::Multiclass, Some(&known)).unwrap();
         assert_eq!(rule.resolve("Benign"), Class(0));

@@ -10,6 +10,20 @@
 //! bytes or readers plus a source name used in error messages; [`load_path`] is the one thin
 //! convenience that opens a file.
 //!
+//! Entry points:
+//!
+//! * [`parse_bytes`] / [`load_path`] read a training file and learn its [`Schema`];
+//! * [`parse_bytes_with_schema`] / [`load_path_with_schema`] read an evaluation file with a learned
+//!   schema (unknown categorical values get the explicit unknown code);
+//! * [`BatchReader`] streams a file in bounded-memory [`Batch`]es for prediction;
+//! * [`detect_format`] guesses the format, [`CsvSchema::from_toml_str`] reads a generic CSV schema.
+//!
+//! Whole-file parsing is parallel (rayon) over chunks of the input, with results identical for any
+//! thread count. Records are lines: cells are trimmed, `\r\n` line ends and a leading UTF-8 BOM are
+//! accepted, blank lines are not records, and quoted cells (RFC 4180) may hold commas but not
+//! newlines. Malformed rows are errors unless [`LoadOptions::skip_invalid`] is set, in which case
+//! they are skipped and counted in the [`LoadReport`] (never silently).
+//!
 //! ```
 //! use fedids_data::{parse_bytes, LoadOptions, Task};
 //! let rows = b"0,tcp,http,SF,181,5450,0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,8,8,0.00,0.00,0.00,0.00,1.00,0.00,0.00,9,9,1.00,0.00,0.11,0.00,0.00,0.00,0.00,0.00,normal,21\n";
@@ -18,11 +32,25 @@
 //! assert_eq!(ds.schema.classes[ds.y[0] as usize], "normal");
 //! ```
 
-mod matrix;
-mod schema;
+#![deny(missing_docs)]
 
+mod error;
+mod formats;
+mod labels;
+mod matrix;
+mod parse;
+mod schema;
+mod stream;
+
+pub use error::DataError;
+pub use formats::{detect_format, KDD_CATEGORICAL, KDD_FEATURES, UNSW_CATEGORICAL, UNSW_COLUMNS};
+pub use labels::{kdd_category, BINARY_CLASSES, KDD_CLASSES, UNSW_CLASSES};
 pub use matrix::FeatureMatrix;
+pub use parse::{
+    load_path, load_path_with_schema, parse_bytes, parse_bytes_with_schema, MAX_SKIP_REASONS,
+};
 pub use schema::{Feature, FeatureKind, Schema, Task};
+pub use stream::{Batch, BatchReader};
 
 use serde::{Deserialize, Serialize};
 
@@ -76,12 +104,18 @@ pub enum NonFinitePolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CsvSchema {
+    /// The label column.
     pub label: String,
+    /// Label values that mean benign traffic (at least one; the first names class 0 under the
+    /// multiclass task).
     pub benign: Vec<String>,
+    /// Columns holding symbols; every other feature column is numeric.
     #[serde(default)]
     pub categorical: Vec<String>,
+    /// Columns that are not features (and not the label).
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// What to do with `NaN` and infinities in numeric columns.
     #[serde(default)]
     pub non_finite: NonFinitePolicy,
 }
@@ -101,13 +135,16 @@ pub enum UnmappedLabelPolicy {
 pub struct LoadOptions {
     /// `None` auto-detects the format from the header and the column count.
     pub format: Option<FormatSpec>,
+    /// What the labels are mapped to (training only; with a schema, the schema's task is used).
     pub task: Task,
     /// Skip malformed rows (counted and reported) instead of stopping at the first one.
     pub skip_invalid: bool,
+    /// What to do with a label the task's class mapping does not know.
     pub unmapped_label: UnmappedLabelPolicy,
 }
 
 impl LoadOptions {
+    /// Auto-detected format, no skipping: the first malformed row or unmapped label is an error.
     pub fn new(task: Task) -> Self {
         LoadOptions {
             format: None,
@@ -121,20 +158,28 @@ impl LoadOptions {
 /// A labelled, encoded dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
+    /// The schema the rows were encoded with (learned, or the one given).
     pub schema: Schema,
+    /// One row per kept record.
     pub x: FeatureMatrix,
     /// Class index per row, `< schema.classes.len()`.
     pub y: Vec<u32>,
+    /// What happened while loading.
     pub report: LoadReport,
 }
 
 /// What happened while loading: rows read, rows skipped and why (never silent).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LoadReport {
+    /// The source name (file name).
     pub source: String,
+    /// Rows kept (the rows of the dataset).
     pub n_rows: usize,
+    /// Malformed rows skipped under [`LoadOptions::skip_invalid`].
     pub n_skipped_invalid: usize,
+    /// Rows skipped under [`UnmappedLabelPolicy::Skip`].
     pub n_skipped_unmapped_label: usize,
-    /// The first few skip reasons, rendered like errors (`file:line:col: ...`).
+    /// The first [`MAX_SKIP_REASONS`] skip reasons of either kind, in file order, rendered like
+    /// errors (`file:line:col: ...`).
     pub first_skips: Vec<String>,
 }

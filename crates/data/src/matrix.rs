@@ -45,10 +45,12 @@ impl FeatureMatrix {
         Self::from_columns(n_rows, n_features, cols)
     }
 
+    /// Number of rows (records).
     pub fn n_rows(&self) -> usize {
         self.n_rows
     }
 
+    /// Number of features (columns).
     pub fn n_features(&self) -> usize {
         self.n_features
     }
@@ -58,6 +60,7 @@ impl FeatureMatrix {
         &self.values[feature_idx * self.n_rows..(feature_idx + 1) * self.n_rows]
     }
 
+    /// The value of one cell.
     pub fn get(&self, row_idx: usize, feature_idx: usize) -> f32 {
         self.values[feature_idx * self.n_rows + row_idx]
     }

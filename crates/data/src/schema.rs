@@ -45,13 +45,18 @@ pub enum FeatureKind {
     /// A symbol, stored as the index of its value in `categories` (sorted, learned on training
     /// data). A value absent from `categories` is stored as the explicit unknown code
     /// `categories.len()`, which sorts after every known code.
-    Categorical { categories: Vec<String> },
+    Categorical {
+        /// The known values, sorted, without duplicates.
+        categories: Vec<String>,
+    },
 }
 
 /// One input column of a model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Feature {
+    /// The column name (canonical for built-in formats, the trimmed header name for CSV).
     pub name: String,
+    /// How the column is encoded.
     pub kind: FeatureKind,
 }
 
@@ -78,17 +83,21 @@ impl Feature {
 pub struct Schema {
     /// The input format the schema was learned from; evaluation and prediction parse with it.
     pub format: crate::FormatSpec,
+    /// What the model predicts.
     pub task: Task,
+    /// The model's inputs, in matrix column order.
     pub features: Vec<Feature>,
     /// Class names, indexed by class code. Index 0 is the benign class.
     pub classes: Vec<String>,
 }
 
 impl Schema {
+    /// Number of features.
     pub fn n_features(&self) -> usize {
         self.features.len()
     }
 
+    /// Number of classes.
     pub fn n_classes(&self) -> usize {
         self.classes.len()
     }

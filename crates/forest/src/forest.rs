@@ -14,9 +14,9 @@ use crate::tree::{argmax, Tree};
 /// How many features each split considers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum MaxFeatures {
-    /// `round(sqrt(n_features))`, at least 1 (the default).
+    /// `floor(sqrt(n_features))`, at least 1 (the default; as scikit-learn).
     Sqrt,
-    /// `round(log2(n_features))`, at least 1.
+    /// `floor(log2(n_features))`, at least 1 (as scikit-learn).
     Log2,
     /// Every feature.
     All,
@@ -30,8 +30,8 @@ impl MaxFeatures {
     pub fn resolve(self, n_features: usize) -> usize {
         let n = n_features as f64;
         let k = match self {
-            MaxFeatures::Sqrt => n.sqrt().round() as usize,
-            MaxFeatures::Log2 => n.log2().round() as usize,
+            MaxFeatures::Sqrt => n.sqrt().floor() as usize,
+            MaxFeatures::Log2 => n.log2().floor() as usize,
             MaxFeatures::All => n_features,
             MaxFeatures::Fraction(f) => (f * n).round() as usize,
             MaxFeatures::Count(k) => k,

@@ -62,6 +62,12 @@ pub(crate) struct TrainData<'a> {
 /// The impurity reduction below which a node counts as pure (as scikit-learn's EPSILON).
 const EPSILON: f64 = f64::EPSILON;
 
+/// Nodes with at most this many rows sort their bin codes instead of filling a histogram.
+const SMALL_NODE: usize = 32;
+
+/// Interleaved histogram copies for large nodes (a power of two).
+const HIST_COPIES: usize = 4;
+
 struct NodeTask {
     node_idx: usize,
     start: usize,
@@ -74,6 +80,8 @@ struct NodeTask {
 struct Best {
     feature: usize,
     threshold: f32,
+    /// With histogram search: rows with `bin <= split_bin` go left.
+    split_bin: Option<u8>,
     score: f64,
     left: Vec<f64>,
 }
@@ -82,9 +90,12 @@ struct Builder<'a, 'd> {
     data: &'a TrainData<'d>,
     params: &'a TreeParams,
     rng: Rng,
+    /// Row ids of the drawn rows, grouped by node: a node owns `rows[start..end]`.
     rows: Vec<u32>,
-    /// Sample weight per row id (0 for rows not drawn).
-    weight: Vec<f64>,
+    /// Class of `rows[i]`, permuted along with `rows` so histogram passes read it sequentially.
+    ys: Vec<u32>,
+    /// Sample weight of `rows[i]` (`count * class_weight`), permuted along with `rows`.
+    ws: Vec<f64>,
     nodes: Vec<Node>,
     leaf_values: Vec<f32>,
     importances: Vec<f64>,
@@ -92,7 +103,14 @@ struct Builder<'a, 'd> {
     hist: Vec<f64>,
     groups: Vec<f64>,
     bounds: Vec<f32>,
+    /// With histogram search: the cut index behind each entry of `bounds`.
+    bound_bins: Vec<u8>,
+    /// Whether histograms also count rows per bin (needed only when min_samples_leaf > 1).
+    track_counts: bool,
     keys: Vec<u64>,
+    scratch_rows: Vec<u32>,
+    scratch_ys: Vec<u32>,
+    scratch_ws: Vec<f64>,
     pairs: Vec<(f32, u32)>,
 }
 
@@ -109,17 +127,18 @@ pub(crate) fn build_tree(
     let rows: Vec<u32> = (0..sample_count.len() as u32)
         .filter(|&r| sample_count[r as usize] > 0)
         .collect();
-    let weight: Vec<f64> = sample_count
+    let ys: Vec<u32> = rows.iter().map(|&r| data.y[r as usize]).collect();
+    let ws: Vec<f64> = rows
         .iter()
-        .zip(data.y)
-        .map(|(&n, &y)| n as f64 * data.class_weight[y as usize])
+        .map(|&r| sample_count[r as usize] as f64 * data.class_weight[data.y[r as usize] as usize])
         .collect();
     let mut b = Builder {
         data,
         params,
         rng,
         rows,
-        weight,
+        ys,
+        ws,
         nodes: vec![Node {
             feature: LEAF,
             threshold: 0.0,
@@ -128,10 +147,15 @@ pub(crate) fn build_tree(
         leaf_values: Vec::new(),
         importances: vec![0.0; n_features],
         features: (0..n_features as u32).collect(),
-        hist: vec![0.0; 256 * (c + 1)],
+        hist: vec![0.0; HIST_COPIES * 256 * (c + 1)],
         groups: Vec::new(),
         bounds: Vec::new(),
+        bound_bins: Vec::new(),
+        track_counts: params.min_samples_leaf > 1,
         keys: Vec::new(),
+        scratch_rows: Vec::new(),
+        scratch_ys: Vec::new(),
+        scratch_ws: Vec::new(),
         pairs: Vec::new(),
     };
     b.grow();
@@ -148,8 +172,8 @@ impl Builder<'_, '_> {
     fn grow(&mut self) {
         let c = self.data.n_classes;
         let mut totals = vec![0.0; c];
-        for &r in &self.rows {
-            totals[self.data.y[r as usize] as usize] += self.weight[r as usize];
+        for (&y, &w) in self.ys.iter().zip(&self.ws) {
+            totals[y as usize] += w;
         }
         let n_words = self.data.x.n_features().div_ceil(64);
         let mut stack = vec![NodeTask {
@@ -181,7 +205,7 @@ impl Builder<'_, '_> {
             match best {
                 None => self.make_leaf(task.node_idx, &task.totals, w),
                 Some(best) => {
-                    let mid = self.partition(task.start, task.end, best.feature, best.threshold);
+                    let mid = self.partition(task.start, task.end, &best);
                     let right: Vec<f64> = task
                         .totals
                         .iter()
@@ -286,6 +310,7 @@ impl Builder<'_, '_> {
                     best = Some(Best {
                         feature: f,
                         threshold: self.bounds[g],
+                        split_bin: self.data.binned.map(|_| self.bound_bins[g]),
                         score,
                         left,
                     });
@@ -298,72 +323,114 @@ impl Builder<'_, '_> {
     /// Fills `groups` (per distinct bin or value, in increasing order: class weights then the
     /// row count) and `bounds` (the threshold between group `i` and `i + 1`). Returns false when
     /// the feature is constant on the node.
+    #[inline(never)]
     fn build_groups(&mut self, start: usize, end: usize, f: usize) -> bool {
         let c = self.data.n_classes;
         let c1 = c + 1;
         self.groups.clear();
         self.bounds.clear();
         let rows = &self.rows[start..end];
-        let y = self.data.y;
         match self.data.binned {
             Some(binned) => {
                 let codes = binned.column(f);
                 let cuts = &binned.cuts[f];
-                let (mut lo, mut hi) = (u8::MAX, 0u8);
-                for &r in rows {
-                    let b = codes[r as usize];
-                    lo = lo.min(b);
-                    hi = hi.max(b);
-                }
-                if lo >= hi {
-                    return false;
-                }
-                let span = (hi - lo) as usize + 1;
+                let ys = &self.ys[start..end];
+                let ws = &self.ws[start..end];
                 let mut prev_bin: Option<usize> = None;
+                let bound_bins = &mut self.bound_bins;
+                bound_bins.clear();
                 let mut push_group =
                     |bin: usize, stats: &[f64], groups: &mut Vec<f64>, bounds: &mut Vec<f32>| {
                         if let Some(p) = prev_bin {
-                            // Any cut between the two occupied bins separates them; take the middle one.
+                            // Any cut between two occupied bins separates them; take the middle one.
                             let k = p + (bin - 1 - p) / 2;
                             bounds.push(cuts[k]);
+                            bound_bins.push(k as u8);
                         }
                         prev_bin = Some(bin);
                         groups.extend_from_slice(stats);
                     };
-                if rows.len() * 4 < span {
-                    // Few rows over a wide range: sort (bin, row) keys instead of clearing a histogram.
+                if rows.len() <= SMALL_NODE {
+                    // Few rows: sorting (bin, position) keys beats scanning a histogram.
                     self.keys.clear();
                     self.keys.extend(
                         rows.iter()
-                            .map(|&r| ((codes[r as usize] as u64) << 32) | r as u64),
+                            .enumerate()
+                            .map(|(i, &r)| ((codes[r as usize] as u64) << 32) | i as u64),
                     );
                     self.keys.sort_unstable();
+                    let first = (self.keys[0] >> 32) as usize;
+                    if first == (self.keys[self.keys.len() - 1] >> 32) as usize {
+                        return false;
+                    }
                     let mut stats = vec![0.0; c1];
-                    let mut cur = (self.keys[0] >> 32) as usize;
+                    let mut cur = first;
                     for &k in &self.keys {
                         let bin = (k >> 32) as usize;
-                        let r = (k & 0xFFFF_FFFF) as usize;
+                        let i = (k & 0xFFFF_FFFF) as usize;
                         if bin != cur {
                             push_group(cur, &stats, &mut self.groups, &mut self.bounds);
                             stats.iter_mut().for_each(|s| *s = 0.0);
                             cur = bin;
                         }
-                        stats[y[r] as usize] += self.weight[r];
+                        stats[ys[i] as usize] += ws[i];
                         stats[c] += 1.0;
                     }
                     push_group(cur, &stats, &mut self.groups, &mut self.bounds);
                 } else {
-                    let hist = &mut self.hist[..span * c1];
-                    hist.iter_mut().for_each(|h| *h = 0.0);
-                    for &r in rows {
-                        let r = r as usize;
-                        let b = (codes[r] - lo) as usize * c1;
-                        hist[b + y[r] as usize] += self.weight[r];
-                        hist[b + c] += 1.0;
+                    // One pass fills full-range histograms and finds the occupied range; only
+                    // that range is read and cleared again, so the histograms stay zeroed.
+                    // Consecutive rows often share a bin (most flow features are mostly zero);
+                    // spreading them over HIST_COPIES copies breaks the store-to-load chain.
+                    let stride = 256 * c1;
+                    let copies = if rows.len() >= 4 * SMALL_NODE {
+                        HIST_COPIES
+                    } else {
+                        1
+                    };
+                    let hist = &mut self.hist[..];
+                    let (mut lo, mut hi) = (u8::MAX, 0u8);
+                    if self.track_counts {
+                        for (i, ((&r, &y), &w)) in rows.iter().zip(ys).zip(ws).enumerate() {
+                            let b = codes[r as usize];
+                            lo = lo.min(b);
+                            hi = hi.max(b);
+                            let at = (i & (copies - 1)) * stride + b as usize * c1;
+                            hist[at + y as usize] += w;
+                            hist[at + c] += 1.0;
+                        }
+                    } else {
+                        // min_samples_leaf = 1: every boundary between occupied bins is valid,
+                        // so per-bin row counts are not needed (weights are always positive).
+                        for (i, ((&r, &y), &w)) in rows.iter().zip(ys).zip(ws).enumerate() {
+                            let b = codes[r as usize];
+                            lo = lo.min(b);
+                            hi = hi.max(b);
+                            let at = (i & (copies - 1)) * stride + b as usize * c1;
+                            hist[at + y as usize] += w;
+                        }
                     }
-                    for (b, stats) in hist.chunks_exact(c1).enumerate() {
-                        if stats[c] > 0.0 {
-                            push_group(lo as usize + b, stats, &mut self.groups, &mut self.bounds);
+                    let (lo, hi) = (lo as usize, hi as usize);
+                    let (first, rest) = hist.split_at_mut(stride);
+                    for k in 1..copies {
+                        let other = &mut rest[(k - 1) * stride..k * stride];
+                        for (h, o) in first[lo * c1..(hi + 1) * c1]
+                            .iter_mut()
+                            .zip(&mut other[lo * c1..(hi + 1) * c1])
+                        {
+                            *h += *o;
+                            *o = 0.0;
+                        }
+                    }
+                    let range = &mut first[lo * c1..(hi + 1) * c1];
+                    if lo == hi {
+                        range.iter_mut().for_each(|h| *h = 0.0);
+                        return false;
+                    }
+                    for (b, stats) in range.chunks_exact_mut(c1).enumerate() {
+                        if stats.iter().any(|&v| v > 0.0) {
+                            push_group(lo + b, stats, &mut self.groups, &mut self.bounds);
+                            stats.iter_mut().for_each(|h| *h = 0.0);
                         }
                     }
                 }
@@ -372,8 +439,11 @@ impl Builder<'_, '_> {
             None => {
                 let col = self.data.x.column(f);
                 self.pairs.clear();
-                self.pairs
-                    .extend(rows.iter().map(|&r| (col[r as usize], r)));
+                self.pairs.extend(
+                    rows.iter()
+                        .enumerate()
+                        .map(|(i, &r)| (col[r as usize], i as u32)),
+                );
                 self.pairs
                     .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 let first = self.pairs[0].0;
@@ -383,14 +453,16 @@ impl Builder<'_, '_> {
                 }
                 let mut stats = vec![0.0; c1];
                 let mut cur = first;
-                for &(v, r) in &self.pairs {
+                let ys = &self.ys[start..end];
+                let ws = &self.ws[start..end];
+                for &(v, i) in &self.pairs {
                     if v != cur {
                         self.groups.extend_from_slice(&stats);
                         self.bounds.push(midpoint(cur, v));
                         stats.iter_mut().for_each(|s| *s = 0.0);
                         cur = v;
                     }
-                    stats[y[r as usize] as usize] += self.weight[r as usize];
+                    stats[ys[i as usize] as usize] += ws[i as usize];
                     stats[c] += 1.0;
                 }
                 self.groups.extend_from_slice(&stats);
@@ -401,6 +473,7 @@ impl Builder<'_, '_> {
 
     /// Scans boundaries between consecutive groups and returns the best (group index, score),
     /// where score is minus the weighted impurity of the two children (higher is better).
+    #[inline(never)]
     fn sweep(&self, totals: &[f64], n: usize) -> Option<(usize, f64)> {
         let c = self.data.n_classes;
         let c1 = c + 1;
@@ -416,13 +489,15 @@ impl Builder<'_, '_> {
             for (l, s) in left.iter_mut().zip(stats) {
                 *l += s;
             }
-            n_left += stats[c];
-            let n_right = n as f64 - n_left;
-            if n_left < min_leaf {
-                continue;
-            }
-            if n_right < min_leaf {
-                break;
+            if self.track_counts {
+                n_left += stats[c];
+                let n_right = n as f64 - n_left;
+                if n_left < min_leaf {
+                    continue;
+                }
+                if n_right < min_leaf {
+                    break;
+                }
             }
             for ((r, t), l) in right.iter_mut().zip(totals).zip(&left) {
                 *r = (t - l).max(0.0);
@@ -440,20 +515,62 @@ impl Builder<'_, '_> {
         best
     }
 
-    /// Reorders `rows[start..end]` so rows with `x[f] <= threshold` come first; returns the split.
-    fn partition(&mut self, start: usize, end: usize, f: usize, threshold: f32) -> usize {
-        let col = self.data.x.column(f);
-        let rows = &mut self.rows[start..end];
-        let mut i = 0;
-        let mut j = rows.len();
-        while i < j {
-            if col[rows[i] as usize] <= threshold {
-                i += 1;
-            } else {
-                j -= 1;
-                rows.swap(i, j);
+    /// Reorders `rows[start..end]` (with its classes and weights) so that rows going left come
+    /// first, keeping their relative order; returns the index of the first row that goes right.
+    #[inline(never)]
+    fn partition(&mut self, start: usize, end: usize, best: &Best) -> usize {
+        let n_left = match (self.data.binned, best.split_bin) {
+            (Some(binned), Some(k)) => {
+                let codes = binned.column(best.feature);
+                self.stable_partition(start, end, |r| codes[r as usize] <= k)
             }
+            _ => {
+                let col = self.data.x.column(best.feature);
+                let t = best.threshold;
+                self.stable_partition(start, end, |r| col[r as usize] <= t)
+            }
+        };
+        start + n_left
+    }
+
+    /// Branch-free stable partition: each row is written to both sides and only the cursor of
+    /// its side advances. Returns the number of rows for which `goes_left` holds.
+    fn stable_partition(
+        &mut self,
+        start: usize,
+        end: usize,
+        goes_left: impl Fn(u32) -> bool,
+    ) -> usize {
+        let n = end - start;
+        self.scratch_rows.resize(n, 0);
+        self.scratch_ys.resize(n, 0);
+        self.scratch_ws.resize(n, 0.0);
+        let rows = &mut self.rows[start..end];
+        let ys = &mut self.ys[start..end];
+        let ws = &mut self.ws[start..end];
+        let (sr, sy, sw) = (
+            &mut self.scratch_rows,
+            &mut self.scratch_ys,
+            &mut self.scratch_ws,
+        );
+        let mut n_left = 0;
+        let mut n_right = 0;
+        for i in 0..n {
+            let (r, y, w) = (rows[i], ys[i], ws[i]);
+            let left = goes_left(r);
+            // n_left <= i: the slot written here has already been read.
+            rows[n_left] = r;
+            ys[n_left] = y;
+            ws[n_left] = w;
+            sr[n_right] = r;
+            sy[n_right] = y;
+            sw[n_right] = w;
+            n_left += left as usize;
+            n_right += !left as usize;
         }
-        start + i
+        rows[n_left..].copy_from_slice(&sr[..n_right]);
+        ys[n_left..].copy_from_slice(&sy[..n_right]);
+        ws[n_left..].copy_from_slice(&sw[..n_right]);
+        n_left
     }
 }

@@ -1,0 +1,200 @@
+//! Bounded-memory reading for prediction: a file is read line by line and handed out in batches.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use crate::error::DataError;
+use crate::formats::{self, is_blank};
+use crate::parse::{merge, Coding, Decoder, Scratch};
+use crate::{FeatureMatrix, Schema, UnmappedLabelPolicy};
+
+/// Up to `batch_rows` encoded records of a file being streamed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The rows, encoded with the schema (unknown categories get the unknown code).
+    pub x: FeatureMatrix,
+    /// Class indices, if the file has the label column(s) and every label of this batch maps to
+    /// one of the schema's classes; `None` otherwise.
+    pub labels: Option<Vec<u32>>,
+    /// 1-based file line of row 0.
+    pub first_line: usize,
+    /// 1-based file line of every row (blank lines are not records, so lines may be skipped).
+    pub lines: Vec<usize>,
+}
+
+/// Streams a flow file in batches, encoding rows with a learned [`Schema`].
+///
+/// Memory stays bounded by one batch and one line. The header (if the schema's format has one) is
+/// read by [`BatchReader::new`]. Rows are never skipped: a malformed row is an `Err` item, after
+/// which the iterator ends. Labels are optional here: a generic CSV may lack its label column,
+/// and a batch containing a label that is malformed or does not map to a class has
+/// `labels: None` instead of failing.
+pub struct BatchReader<R: BufRead> {
+    reader: R,
+    decoder: Decoder,
+    batch_rows: usize,
+    /// Line number of the last line read.
+    line_no: usize,
+    /// A record line read while looking for the header.
+    pending: Option<(usize, Vec<u8>)>,
+    buf: Vec<u8>,
+    scratch: Scratch,
+    done: bool,
+}
+
+impl<R: BufRead> std::fmt::Debug for BatchReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchReader")
+            .field("source", &self.decoder.input)
+            .field("batch_rows", &self.batch_rows)
+            .field("line_no", &self.line_no)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads one line into `buf` without its `\n`; `Ok(false)` at the end of input.
+fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    buf.clear();
+    if reader.read_until(b'\n', buf)? == 0 {
+        return Ok(false);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    }
+    Ok(true)
+}
+
+impl<R: BufRead> BatchReader<R> {
+    /// Starts reading `reader` (named `source` in errors), reading the header if the schema's
+    /// format has one. `batch_rows` is the largest batch (at least 1).
+    ///
+    /// Input without any record line is [`DataError::Empty`].
+    pub fn new(
+        source: &str,
+        mut reader: R,
+        schema: &Schema,
+        batch_rows: usize,
+    ) -> Result<Self, DataError> {
+        let io = |e| DataError::Io {
+            path: PathBuf::from(source),
+            source: e,
+        };
+        let mut buf = Vec::new();
+        let mut line_no = 0;
+        let first = loop {
+            if !read_line(&mut reader, &mut buf).map_err(io)? {
+                break None;
+            }
+            line_no += 1;
+            let line = if line_no == 1 {
+                formats::strip_bom(&buf)
+            } else {
+                &buf[..]
+            };
+            if !is_blank(line) {
+                break Some(line.to_vec());
+            }
+        };
+        let Some(first) = first else {
+            return Err(DataError::Empty {
+                input: source.to_string(),
+                n_skipped: 0,
+                first_skip: None,
+            });
+        };
+        let header = formats::is_header(&schema.format, &first);
+        let layout = formats::layout(
+            source,
+            &schema.format,
+            schema.task,
+            header.then_some((line_no, &first[..])),
+            Some(schema),
+            false,
+        )?;
+        let decoder = Decoder {
+            input: source.to_string(),
+            task: schema.task,
+            coding: Coding::fixed(&layout.features),
+            layout,
+            skip_invalid: false,
+            unmapped: UnmappedLabelPolicy::Error,
+            lenient_labels: true,
+            keep_lines: true,
+        };
+        Ok(BatchReader {
+            reader,
+            decoder,
+            batch_rows: batch_rows.max(1),
+            line_no,
+            pending: (!header).then_some((line_no, first)),
+            buf,
+            scratch: Scratch::default(),
+            done: false,
+        })
+    }
+
+    fn fail(&mut self, e: DataError) -> Option<Result<Batch, DataError>> {
+        self.done = true;
+        Some(Err(e))
+    }
+}
+
+impl<R: BufRead> Iterator for BatchReader<R> {
+    type Item = Result<Batch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut out = self.decoder.new_chunk();
+        if let Some((line_no, line)) = self.pending.take() {
+            if let Err(e) = self
+                .decoder
+                .record(&line, line_no, &mut self.scratch, &mut out)
+            {
+                return self.fail(e);
+            }
+        }
+        while out.n_rows < self.batch_rows {
+            match read_line(&mut self.reader, &mut self.buf) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => {
+                    let e = DataError::Io {
+                        path: PathBuf::from(&self.decoder.input),
+                        source: e,
+                    };
+                    return self.fail(e);
+                }
+            }
+            self.line_no += 1;
+            if is_blank(&self.buf) {
+                continue;
+            }
+            if let Err(e) =
+                self.decoder
+                    .record(&self.buf, self.line_no, &mut self.scratch, &mut out)
+            {
+                return self.fail(e);
+            }
+        }
+        if out.n_rows == 0 {
+            self.done = true;
+            return None;
+        }
+        let lines = std::mem::take(&mut out.lines);
+        let has_labels = self.decoder.layout.label.is_some() && !out.labels_broken;
+        match merge(&self.decoder, vec![out]) {
+            Ok(merged) => Some(Ok(Batch {
+                x: merged.x,
+                labels: has_labels.then_some(merged.labels),
+                first_line: lines.first().copied().unwrap_or(self.line_no),
+                lines,
+            })),
+            Err(e) => self.fail(e),
+        }
+    }
+}
