@@ -44,7 +44,7 @@ FEATURES = [
 assert len(FEATURES) == 41
 CATEGORICAL = ["protocol_type", "service", "flag"]
 
-# Attack name -> category, from /work/shared/datasets/README.md (includes the names that occur
+# Attack name -> category, from ../shared/datasets/README.md (includes the names that occur
 # only in KDDTest+). An unknown name is an error, never silently mapped.
 CATEGORY_OF = {"normal": "normal"}
 for _cat, _names in {

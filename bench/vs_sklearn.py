@@ -30,7 +30,10 @@ import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
-DEFAULT_DATASETS = os.environ.get("FEDIDS_DATASETS", "/work/shared/datasets")
+DEFAULT_DATASETS = os.environ.get(
+    "FEDIDS_DATASETS",
+    os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "datasets")),
+)
 
 # sha256 from the datasets README; a mismatch is recorded (and printed) but does not stop the run.
 EXPECTED_SHA256 = {

@@ -76,14 +76,15 @@ pub(crate) struct BinnedMatrix {
 }
 
 impl BinnedMatrix {
-    pub fn new(x: &FeatureMatrix, max_bins: usize) -> BinnedMatrix {
+    /// Bins `x`, with cut points computed on `cut_source` (the full training data, when `x`
+    /// holds only its distinct rows, so that the bins do not depend on deduplication).
+    pub fn new(cut_source: &FeatureMatrix, x: &FeatureMatrix, max_bins: usize) -> BinnedMatrix {
         let n_rows = x.n_rows();
         let per_feature: Vec<(Vec<f32>, Vec<u8>)> = (0..x.n_features())
             .into_par_iter()
             .map(|f| {
-                let col = x.column(f);
-                let cuts = feature_cuts(col, max_bins);
-                let codes = col.iter().map(|&v| bin_of(&cuts, v)).collect();
+                let cuts = feature_cuts(cut_source.column(f), max_bins);
+                let codes = x.column(f).iter().map(|&v| bin_of(&cuts, v)).collect();
                 (cuts, codes)
             })
             .collect();

@@ -220,6 +220,19 @@ impl Forest {
         params: &ForestParams,
         on_tree: &(dyn Fn() + Sync),
     ) -> Result<Forest, ForestError> {
+        Self::fit_with(x, y, schema, params, on_tree, true)
+    }
+
+    /// [`Forest::fit`], with deduplication of identical rows switchable (for tests proving it
+    /// changes nothing).
+    fn fit_with(
+        x: &FeatureMatrix,
+        y: &[u32],
+        schema: Schema,
+        params: &ForestParams,
+        on_tree: &(dyn Fn() + Sync),
+        allow_dedup: bool,
+    ) -> Result<Forest, ForestError> {
         params.check()?;
         let n_rows = x.n_rows();
         let n_classes = schema.classes.len();
@@ -260,14 +273,28 @@ impl Forest {
                 })
                 .collect(),
         };
+        // With the default node limits, identical rows can never be separated, so training on the
+        // distinct rows weighted by how often each was drawn grows the same trees with less work.
+        let dedup = if allow_dedup && params.min_samples_split == 2 && params.min_samples_leaf == 1
+        {
+            Dedup::find(x, y)
+        } else {
+            None
+        };
+        let (train_x, train_y) = match &dedup {
+            Some(d) => (&d.x, &d.y[..]),
+            None => (x, y),
+        };
         let binned = match params.split {
-            SplitSearch::Histogram { max_bins } => Some(BinnedMatrix::new(x, max_bins as usize)),
+            SplitSearch::Histogram { max_bins } => {
+                Some(BinnedMatrix::new(x, train_x, max_bins as usize))
+            }
             SplitSearch::Exact => None,
         };
         let data = TrainData {
-            x,
+            x: train_x,
             binned: binned.as_ref(),
-            y,
+            y: train_y,
             n_classes,
             class_weight: &class_weight,
         };
@@ -282,7 +309,10 @@ impl Forest {
             .into_par_iter()
             .map(|t| {
                 let mut rng = Rng::new(tree_seed(params.seed, t as u64));
-                let counts = draw_sample(params.sampling, n_rows, &mut rng);
+                let mut counts = draw_sample(params.sampling, n_rows, &mut rng);
+                if let Some(d) = &dedup {
+                    counts = d.group_counts(&counts);
+                }
                 let tree = build_tree(&data, &tree_params, &counts, rng);
                 on_tree();
                 tree
@@ -501,6 +531,87 @@ pub fn schema_difference(a: &Schema, b: &Schema) -> Option<String> {
     ))
 }
 
+/// The distinct rows of a training set (same features, same label), in order of first
+/// occurrence, and the group of every original row.
+struct Dedup {
+    x: FeatureMatrix,
+    y: Vec<u32>,
+    group_of_row: Vec<u32>,
+}
+
+impl Dedup {
+    /// Groups identical rows; `None` when fewer than 10% of the rows are duplicates.
+    fn find(x: &FeatureMatrix, y: &[u32]) -> Option<Dedup> {
+        let n = x.n_rows();
+        let nf = x.n_features();
+        let mut hashes: Vec<u64> = y.iter().map(|&c| mix(0x5EED, c as u64)).collect();
+        for f in 0..nf {
+            for (h, v) in hashes.iter_mut().zip(x.column(f)) {
+                *h = mix(*h, v.to_bits() as u64);
+            }
+        }
+        let same = |a: usize, b: usize| {
+            y[a] == y[b] && (0..nf).all(|f| x.get(a, f).to_bits() == x.get(b, f).to_bits())
+        };
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.par_sort_unstable_by_key(|&r| (hashes[r as usize], r));
+        // Within a run of equal hashes (ascending row index), each row joins the first earlier
+        // row it equals; collisions of unequal rows simply start new groups.
+        let mut leader = vec![u32::MAX; n];
+        let mut run_start = 0;
+        while run_start < n {
+            let h = hashes[order[run_start] as usize];
+            let mut run_end = run_start + 1;
+            while run_end < n && hashes[order[run_end] as usize] == h {
+                run_end += 1;
+            }
+            let run = &order[run_start..run_end];
+            for (i, &r) in run.iter().enumerate() {
+                let r = r as usize;
+                leader[r] = run[..i]
+                    .iter()
+                    .map(|&q| q as usize)
+                    .find(|&q| leader[q] == q as u32 && same(q, r))
+                    .map_or(r as u32, |q| q as u32);
+            }
+            run_start = run_end;
+        }
+        let mut group_of_row = vec![0u32; n];
+        let mut first_rows = Vec::new();
+        let mut id_of_leader = vec![u32::MAX; n];
+        for r in 0..n {
+            let l = leader[r] as usize;
+            if id_of_leader[l] == u32::MAX {
+                id_of_leader[l] = first_rows.len() as u32;
+                first_rows.push(r);
+            }
+            group_of_row[r] = id_of_leader[l];
+        }
+        if first_rows.len() * 10 > n * 9 {
+            return None;
+        }
+        Some(Dedup {
+            x: x.select_rows(&first_rows),
+            y: first_rows.iter().map(|&r| y[r]).collect(),
+            group_of_row,
+        })
+    }
+
+    /// Per-group counts from per-row counts.
+    fn group_counts(&self, counts: &[u32]) -> Vec<u32> {
+        let mut out = vec![0u32; self.y.len()];
+        for (&g, &c) in self.group_of_row.iter().zip(counts) {
+            out[g as usize] += c;
+        }
+        out
+    }
+}
+
+fn mix(h: u64, v: u64) -> u64 {
+    let mut s = h ^ v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    crate::rng::splitmix64(&mut s)
+}
+
 /// Per-row sample counts for one tree.
 fn draw_sample(sampling: Sampling, n: usize, rng: &mut Rng) -> Vec<u32> {
     match sampling {
@@ -524,6 +635,78 @@ fn draw_sample(sampling: Sampling, n: usize, rng: &mut Rng) -> Vec<u32> {
                 counts[i as usize] = 1;
             }
             counts
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fedids_data::{Feature, FeatureKind, FormatSpec, Task};
+
+    /// 600 rows drawn from only 40 distinct (features, label) combinations.
+    fn duplicated() -> (FeatureMatrix, Vec<u32>, Schema) {
+        let mut rows = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..600u32 {
+            let k = (i * 7919) % 40;
+            rows.extend([(k % 5) as f32, (k / 5) as f32, (k % 3) as f32 * 0.5]);
+            y.push(u32::from(k % 5 + k / 5 > 5) + u32::from(k == 13));
+        }
+        let schema = Schema {
+            format: FormatSpec::NslKdd,
+            task: Task::Multiclass,
+            features: ["a", "b", "c"]
+                .iter()
+                .map(|n| Feature {
+                    name: n.to_string(),
+                    kind: FeatureKind::Numeric,
+                })
+                .collect(),
+            classes: vec!["normal".into(), "x".into(), "y".into()],
+        };
+        (FeatureMatrix::from_rows(600, 3, &rows), y, schema)
+    }
+
+    #[test]
+    fn dedup_groups_identical_rows_in_first_seen_order() {
+        let (x, y, _) = duplicated();
+        let d = Dedup::find(&x, &y).expect("many duplicates");
+        assert_eq!(d.y.len(), 40);
+        assert_eq!(d.group_of_row[0], 0);
+        for (r, &label) in y.iter().enumerate() {
+            let g = d.group_of_row[r] as usize;
+            assert_eq!(d.y[g], label);
+            for f in 0..3 {
+                assert_eq!(d.x.get(g, f), x.get(r, f));
+            }
+        }
+        assert_eq!(d.group_counts(&vec![1; 600]).iter().sum::<u32>(), 600);
+    }
+
+    #[test]
+    fn training_on_distinct_rows_grows_the_same_trees() {
+        let (x, y, schema) = duplicated();
+        for params in [
+            ForestParams {
+                n_trees: 10,
+                ..ForestParams::default()
+            },
+            ForestParams {
+                n_trees: 5,
+                sampling: Sampling::Subsample(0.7),
+                ..ForestParams::default()
+            },
+            ForestParams {
+                n_trees: 5,
+                split: SplitSearch::Exact,
+                max_features: MaxFeatures::All,
+                ..ForestParams::default()
+            },
+        ] {
+            let with = Forest::fit_with(&x, &y, schema.clone(), &params, &|| (), true).unwrap();
+            let without = Forest::fit_with(&x, &y, schema.clone(), &params, &|| (), false).unwrap();
+            assert_eq!(with, without, "{params:?}");
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::error::ForestError;
 use crate::tree::Tree;
 
 /// Rows walked through a tree together.
-const LANES: usize = 16;
+const LANES: usize = 32;
 /// Rows per parallel task: the row-major copy of a block stays in L1/L2 while every tree runs.
 const BLOCK: usize = 256;
 
@@ -27,7 +27,6 @@ struct CompiledTree {
     nodes: Vec<CNode>,
     /// Leaf index of each node (only meaningful for leaves).
     leaf_of_node: Vec<u32>,
-    depth: usize,
 }
 
 /// A forest's trees in inference layout. Build once, predict many batches.
@@ -71,7 +70,6 @@ impl<'a> Predictor<'a> {
                 CompiledTree {
                     nodes,
                     leaf_of_node,
-                    depth: t.depth(),
                 }
             })
             .collect();
@@ -113,11 +111,20 @@ impl<'a> Predictor<'a> {
                     for (g, rows_g) in buf.chunks(LANES * nf).enumerate() {
                         let lanes = rows_g.len() / nf;
                         idx[..lanes].iter_mut().for_each(|i| *i = 0);
-                        for _ in 0..tree.depth {
+                        // Leaves point at themselves, so a lane that reached one stays there;
+                        // stop once a step moves no lane. Validated trees only move forward, so
+                        // this ends within depth + 1 steps.
+                        loop {
+                            let mut moved = 0u32;
                             for (k, i) in idx[..lanes].iter_mut().enumerate() {
                                 let n = nodes[*i as usize];
                                 let v = rows_g[k * nf + n.feature as usize];
-                                *i = n.left + (v > n.threshold) as u32;
+                                let next = n.left + (v > n.threshold) as u32;
+                                moved |= next ^ *i;
+                                *i = next;
+                            }
+                            if moved == 0 {
+                                break;
                             }
                         }
                         let out_g = &mut out_block[g * LANES * c..(g * LANES + lanes) * c];

@@ -65,8 +65,19 @@ const EPSILON: f64 = f64::EPSILON;
 /// Nodes with at most this many rows sort their bin codes instead of filling a histogram.
 const SMALL_NODE: usize = 32;
 
+/// Candidate features evaluated together in one pass over a node's rows.
+const BATCH: usize = 8;
+
 /// Interleaved histogram copies for large nodes (a power of two).
 const HIST_COPIES: usize = 4;
+
+/// One drawn row: its id, class and weight (`count * class_weight`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    row: u32,
+    class: u32,
+    weight: f32,
+}
 
 struct NodeTask {
     node_idx: usize,
@@ -90,12 +101,9 @@ struct Builder<'a, 'd> {
     data: &'a TrainData<'d>,
     params: &'a TreeParams,
     rng: Rng,
-    /// Row ids of the drawn rows, grouped by node: a node owns `rows[start..end]`.
-    rows: Vec<u32>,
-    /// Class of `rows[i]`, permuted along with `rows` so histogram passes read it sequentially.
-    ys: Vec<u32>,
-    /// Sample weight of `rows[i]` (`count * class_weight`), permuted along with `rows`.
-    ws: Vec<f64>,
+    /// The drawn rows, grouped by node: a node owns `samples[start..end]`. Class and weight
+    /// travel with the row id so that histogram passes read them sequentially.
+    samples: Vec<Sample>,
     nodes: Vec<Node>,
     leaf_values: Vec<f32>,
     importances: Vec<f64>,
@@ -108,9 +116,9 @@ struct Builder<'a, 'd> {
     /// Whether histograms also count rows per bin (needed only when min_samples_leaf > 1).
     track_counts: bool,
     keys: Vec<u64>,
-    scratch_rows: Vec<u32>,
-    scratch_ys: Vec<u32>,
-    scratch_ws: Vec<f64>,
+    scratch: Vec<Sample>,
+    /// One group's statistics while sorting small nodes (class weights and a row count).
+    stats_buf: Vec<f64>,
     pairs: Vec<(f32, u32)>,
 }
 
@@ -124,21 +132,22 @@ pub(crate) fn build_tree(
 ) -> Tree {
     let n_features = data.x.n_features();
     let c = data.n_classes;
-    let rows: Vec<u32> = (0..sample_count.len() as u32)
-        .filter(|&r| sample_count[r as usize] > 0)
-        .collect();
-    let ys: Vec<u32> = rows.iter().map(|&r| data.y[r as usize]).collect();
-    let ws: Vec<f64> = rows
+    let samples: Vec<Sample> = sample_count
         .iter()
-        .map(|&r| sample_count[r as usize] as f64 * data.class_weight[data.y[r as usize] as usize])
+        .zip(data.y)
+        .enumerate()
+        .filter(|(_, (&n, _))| n > 0)
+        .map(|(r, (&n, &y))| Sample {
+            row: r as u32,
+            class: y,
+            weight: (n as f64 * data.class_weight[y as usize]) as f32,
+        })
         .collect();
     let mut b = Builder {
         data,
         params,
         rng,
-        rows,
-        ys,
-        ws,
+        samples,
         nodes: vec![Node {
             feature: LEAF,
             threshold: 0.0,
@@ -147,15 +156,14 @@ pub(crate) fn build_tree(
         leaf_values: Vec::new(),
         importances: vec![0.0; n_features],
         features: (0..n_features as u32).collect(),
-        hist: vec![0.0; HIST_COPIES * 256 * (c + 1)],
+        hist: vec![0.0; HIST_COPIES.max(BATCH) * 256 * (c + 1)],
         groups: Vec::new(),
         bounds: Vec::new(),
         bound_bins: Vec::new(),
         track_counts: params.min_samples_leaf > 1,
         keys: Vec::new(),
-        scratch_rows: Vec::new(),
-        scratch_ys: Vec::new(),
-        scratch_ws: Vec::new(),
+        scratch: Vec::new(),
+        stats_buf: vec![0.0; c + 1],
         pairs: Vec::new(),
     };
     b.grow();
@@ -172,14 +180,14 @@ impl Builder<'_, '_> {
     fn grow(&mut self) {
         let c = self.data.n_classes;
         let mut totals = vec![0.0; c];
-        for (&y, &w) in self.ys.iter().zip(&self.ws) {
-            totals[y as usize] += w;
+        for s in &self.samples {
+            totals[s.class as usize] += s.weight as f64;
         }
         let n_words = self.data.x.n_features().div_ceil(64);
         let mut stack = vec![NodeTask {
             node_idx: 0,
             start: 0,
-            end: self.rows.len(),
+            end: self.samples.len(),
             depth: 0,
             totals,
             constant: vec![0; n_words],
@@ -273,6 +281,11 @@ impl Builder<'_, '_> {
 
     /// Visits features in random order until `max_features` non-constant ones have been
     /// evaluated (constant features do not count, as in scikit-learn), and returns the best split.
+    ///
+    /// Large nodes under histogram search evaluate features in batches: one pass over the node's
+    /// rows fills a histogram per feature of the batch. Batches are drawn from the same
+    /// permutation, never past what one-at-a-time visiting would draw, so the features evaluated,
+    /// the random draws and the resulting tree are the same as visiting one feature at a time.
     fn find_split(
         &mut self,
         start: usize,
@@ -281,43 +294,156 @@ impl Builder<'_, '_> {
         constant: &mut [u64],
     ) -> Option<Best> {
         let n_features = self.features.len();
+        let batched = self.data.binned.is_some() && end - start > SMALL_NODE;
         let mut n_evaluated = 0;
         let mut best: Option<Best> = None;
-        for i in 0..n_features {
-            if n_evaluated >= self.params.max_features {
-                break;
+        let mut cursor = 0;
+        let mut batch = [0usize; BATCH];
+        while n_evaluated < self.params.max_features && cursor < n_features {
+            let need =
+                (self.params.max_features - n_evaluated).min(if batched { BATCH } else { 1 });
+            let mut n_batch = 0;
+            while n_batch < need && cursor < n_features {
+                let j = cursor + self.rng.below((n_features - cursor) as u64) as usize;
+                self.features.swap(cursor, j);
+                let f = self.features[cursor] as usize;
+                cursor += 1;
+                if constant[f / 64] & (1 << (f % 64)) == 0 {
+                    batch[n_batch] = f;
+                    n_batch += 1;
+                }
             }
-            let j = i + self.rng.below((n_features - i) as u64) as usize;
-            self.features.swap(i, j);
-            let f = self.features[i] as usize;
-            if constant[f / 64] & (1 << (f % 64)) != 0 {
-                continue;
+            let mut ranges = [(0u8, 0u8); BATCH];
+            if batched && n_batch > 1 {
+                self.fill_batch(start, end, &batch[..n_batch], &mut ranges);
             }
-            if !self.build_groups(start, end, f) {
-                constant[f / 64] |= 1 << (f % 64);
-                continue;
-            }
-            n_evaluated += 1;
-            if let Some((g, score)) = self.sweep(totals, end - start) {
-                if best.as_ref().is_none_or(|b| score > b.score) {
-                    let c1 = self.data.n_classes + 1;
-                    let mut left = vec![0.0; self.data.n_classes];
-                    for grp in self.groups.chunks_exact(c1).take(g + 1) {
-                        for (l, v) in left.iter_mut().zip(grp) {
-                            *l += v;
+            for (k, &f) in batch[..n_batch].iter().enumerate() {
+                let varies = if batched && n_batch > 1 {
+                    let (lo, hi) = ranges[k];
+                    self.groups_from_hist(f, k * 256 * (self.data.n_classes + 1), lo, hi)
+                } else {
+                    self.build_groups(start, end, f)
+                };
+                if !varies {
+                    constant[f / 64] |= 1 << (f % 64);
+                    continue;
+                }
+                n_evaluated += 1;
+                if let Some((g, score)) = self.sweep(totals, end - start) {
+                    if best.as_ref().is_none_or(|b| score > b.score) {
+                        let c1 = self.data.n_classes + 1;
+                        let mut left = vec![0.0; self.data.n_classes];
+                        for grp in self.groups.chunks_exact(c1).take(g + 1) {
+                            for (l, v) in left.iter_mut().zip(grp) {
+                                *l += v;
+                            }
                         }
+                        best = Some(Best {
+                            feature: f,
+                            threshold: self.bounds[g],
+                            split_bin: self.data.binned.map(|_| self.bound_bins[g]),
+                            score,
+                            left,
+                        });
                     }
-                    best = Some(Best {
-                        feature: f,
-                        threshold: self.bounds[g],
-                        split_bin: self.data.binned.map(|_| self.bound_bins[g]),
-                        score,
-                        left,
-                    });
                 }
             }
         }
         best
+    }
+
+    /// One pass over the node's rows fills histogram `k` (at `k * 256 * (n_classes + 1)`) for
+    /// each feature `batch[k]`, and records each feature's occupied bin range.
+    #[inline(never)]
+    fn fill_batch(&mut self, start: usize, end: usize, batch: &[usize], ranges: &mut [(u8, u8)]) {
+        let binned = self
+            .data
+            .binned
+            .expect("batches only under histogram search");
+        let c = self.data.n_classes;
+        let c1 = c + 1;
+        let stride = 256 * c1;
+        let mut cols: [&[u8]; BATCH] = [&[]; BATCH];
+        for (col, &f) in cols.iter_mut().zip(batch) {
+            *col = binned.column(f);
+        }
+        let cols = &cols[..batch.len()];
+        let hist = &mut self.hist[..];
+        let mut lo = [u8::MAX; BATCH];
+        let mut hi = [0u8; BATCH];
+        let samples = &self.samples[start..end];
+        macro_rules! fill {
+            ($m:literal, $counts:literal) => {{
+                let cols: &[&[u8]; $m] = cols.try_into().expect("batch length");
+                for s in samples {
+                    let w = s.weight as f64;
+                    for k in 0..$m {
+                        let b = cols[k][s.row as usize];
+                        lo[k] = lo[k].min(b);
+                        hi[k] = hi[k].max(b);
+                        let at = k * stride + b as usize * c1;
+                        hist[at + s.class as usize] += w;
+                        if $counts {
+                            hist[at + c] += 1.0;
+                        }
+                    }
+                }
+            }};
+        }
+        // Monomorphised per batch size so that the inner loop is unrolled.
+        match (batch.len(), self.track_counts) {
+            (2, false) => fill!(2, false),
+            (3, false) => fill!(3, false),
+            (4, false) => fill!(4, false),
+            (5, false) => fill!(5, false),
+            (6, false) => fill!(6, false),
+            (7, false) => fill!(7, false),
+            (8, false) => fill!(8, false),
+            (2, true) => fill!(2, true),
+            (3, true) => fill!(3, true),
+            (4, true) => fill!(4, true),
+            (5, true) => fill!(5, true),
+            (6, true) => fill!(6, true),
+            (7, true) => fill!(7, true),
+            (8, true) => fill!(8, true),
+            (n, _) => unreachable!("fill_batch is called with 2..={BATCH} features, got {n}"),
+        }
+        for (k, range) in ranges.iter_mut().enumerate().take(batch.len()) {
+            *range = (lo[k], hi[k]);
+        }
+    }
+
+    /// Turns the histogram at `offset` (occupied bins `lo..=hi`) of feature `f` into groups and
+    /// bounds, clearing it for the next use. Returns false when the feature is constant.
+    fn groups_from_hist(&mut self, f: usize, offset: usize, lo: u8, hi: u8) -> bool {
+        let c = self.data.n_classes;
+        let c1 = c + 1;
+        let (lo, hi) = (lo as usize, hi as usize);
+        let range = &mut self.hist[offset + lo * c1..offset + (hi + 1) * c1];
+        if lo == hi {
+            range.iter_mut().for_each(|h| *h = 0.0);
+            return false;
+        }
+        let cuts = &self.data.binned.expect("histogram search").cuts[f];
+        self.groups.clear();
+        self.bounds.clear();
+        self.bound_bins.clear();
+        let mut prev_bin: Option<usize> = None;
+        for (b, stats) in range.chunks_exact_mut(c1).enumerate() {
+            if stats[..c].iter().any(|&v| v > 0.0) {
+                let bin = lo + b;
+                if let Some(p) = prev_bin {
+                    // Any cut between two occupied bins separates them; take the middle one.
+                    let k = p + (bin - 1 - p) / 2;
+                    self.bounds.push(cuts[k]);
+                    self.bound_bins.push(k as u8);
+                }
+                prev_bin = Some(bin);
+                self.groups.extend_from_slice(stats);
+                stats.iter_mut().for_each(|h| *h = 0.0);
+            }
+        }
+        true
     }
 
     /// Fills `groups` (per distinct bin or value, in increasing order: class weights then the
@@ -329,13 +455,11 @@ impl Builder<'_, '_> {
         let c1 = c + 1;
         self.groups.clear();
         self.bounds.clear();
-        let rows = &self.rows[start..end];
+        let samples = &self.samples[start..end];
         match self.data.binned {
             Some(binned) => {
                 let codes = binned.column(f);
                 let cuts = &binned.cuts[f];
-                let ys = &self.ys[start..end];
-                let ws = &self.ws[start..end];
                 let mut prev_bin: Option<usize> = None;
                 let bound_bins = &mut self.bound_bins;
                 bound_bins.clear();
@@ -350,40 +474,42 @@ impl Builder<'_, '_> {
                         prev_bin = Some(bin);
                         groups.extend_from_slice(stats);
                     };
-                if rows.len() <= SMALL_NODE {
+                if samples.len() <= SMALL_NODE {
                     // Few rows: sorting (bin, position) keys beats scanning a histogram.
                     self.keys.clear();
                     self.keys.extend(
-                        rows.iter()
+                        samples
+                            .iter()
                             .enumerate()
-                            .map(|(i, &r)| ((codes[r as usize] as u64) << 32) | i as u64),
+                            .map(|(i, s)| ((codes[s.row as usize] as u64) << 32) | i as u64),
                     );
                     self.keys.sort_unstable();
                     let first = (self.keys[0] >> 32) as usize;
                     if first == (self.keys[self.keys.len() - 1] >> 32) as usize {
                         return false;
                     }
-                    let mut stats = vec![0.0; c1];
+                    let stats = &mut self.stats_buf[..c1];
+                    stats.fill(0.0);
                     let mut cur = first;
                     for &k in &self.keys {
                         let bin = (k >> 32) as usize;
                         let i = (k & 0xFFFF_FFFF) as usize;
                         if bin != cur {
-                            push_group(cur, &stats, &mut self.groups, &mut self.bounds);
+                            push_group(cur, stats, &mut self.groups, &mut self.bounds);
                             stats.iter_mut().for_each(|s| *s = 0.0);
                             cur = bin;
                         }
-                        stats[ys[i] as usize] += ws[i];
+                        stats[samples[i].class as usize] += samples[i].weight as f64;
                         stats[c] += 1.0;
                     }
-                    push_group(cur, &stats, &mut self.groups, &mut self.bounds);
+                    push_group(cur, stats, &mut self.groups, &mut self.bounds);
                 } else {
                     // One pass fills full-range histograms and finds the occupied range; only
                     // that range is read and cleared again, so the histograms stay zeroed.
                     // Consecutive rows often share a bin (most flow features are mostly zero);
                     // spreading them over HIST_COPIES copies breaks the store-to-load chain.
                     let stride = 256 * c1;
-                    let copies = if rows.len() >= 4 * SMALL_NODE {
+                    let copies = if samples.len() >= 4 * SMALL_NODE {
                         HIST_COPIES
                     } else {
                         1
@@ -391,23 +517,23 @@ impl Builder<'_, '_> {
                     let hist = &mut self.hist[..];
                     let (mut lo, mut hi) = (u8::MAX, 0u8);
                     if self.track_counts {
-                        for (i, ((&r, &y), &w)) in rows.iter().zip(ys).zip(ws).enumerate() {
-                            let b = codes[r as usize];
+                        for (i, s) in samples.iter().enumerate() {
+                            let b = codes[s.row as usize];
                             lo = lo.min(b);
                             hi = hi.max(b);
                             let at = (i & (copies - 1)) * stride + b as usize * c1;
-                            hist[at + y as usize] += w;
+                            hist[at + s.class as usize] += s.weight as f64;
                             hist[at + c] += 1.0;
                         }
                     } else {
                         // min_samples_leaf = 1: every boundary between occupied bins is valid,
                         // so per-bin row counts are not needed (weights are always positive).
-                        for (i, ((&r, &y), &w)) in rows.iter().zip(ys).zip(ws).enumerate() {
-                            let b = codes[r as usize];
+                        for (i, s) in samples.iter().enumerate() {
+                            let b = codes[s.row as usize];
                             lo = lo.min(b);
                             hi = hi.max(b);
                             let at = (i & (copies - 1)) * stride + b as usize * c1;
-                            hist[at + y as usize] += w;
+                            hist[at + s.class as usize] += s.weight as f64;
                         }
                     }
                     let (lo, hi) = (lo as usize, hi as usize);
@@ -440,9 +566,10 @@ impl Builder<'_, '_> {
                 let col = self.data.x.column(f);
                 self.pairs.clear();
                 self.pairs.extend(
-                    rows.iter()
+                    samples
+                        .iter()
                         .enumerate()
-                        .map(|(i, &r)| (col[r as usize], i as u32)),
+                        .map(|(i, s)| (col[s.row as usize], i as u32)),
                 );
                 self.pairs
                     .sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -451,21 +578,21 @@ impl Builder<'_, '_> {
                 if first >= last {
                     return false;
                 }
-                let mut stats = vec![0.0; c1];
+                let stats = &mut self.stats_buf[..c1];
+                stats.fill(0.0);
                 let mut cur = first;
-                let ys = &self.ys[start..end];
-                let ws = &self.ws[start..end];
                 for &(v, i) in &self.pairs {
                     if v != cur {
-                        self.groups.extend_from_slice(&stats);
+                        self.groups.extend_from_slice(stats);
                         self.bounds.push(midpoint(cur, v));
                         stats.iter_mut().for_each(|s| *s = 0.0);
                         cur = v;
                     }
-                    stats[ys[i as usize] as usize] += ws[i as usize];
+                    let smp = samples[i as usize];
+                    stats[smp.class as usize] += smp.weight as f64;
                     stats[c] += 1.0;
                 }
-                self.groups.extend_from_slice(&stats);
+                self.groups.extend_from_slice(stats);
                 true
             }
         }
@@ -515,7 +642,7 @@ impl Builder<'_, '_> {
         best
     }
 
-    /// Reorders `rows[start..end]` (with its classes and weights) so that rows going left come
+    /// Reorders `samples[start..end]` so that rows going left come
     /// first, keeping their relative order; returns the index of the first row that goes right.
     #[inline(never)]
     fn partition(&mut self, start: usize, end: usize, best: &Best) -> usize {
@@ -533,44 +660,29 @@ impl Builder<'_, '_> {
         start + n_left
     }
 
-    /// Branch-free stable partition: each row is written to both sides and only the cursor of
-    /// its side advances. Returns the number of rows for which `goes_left` holds.
+    /// Branch-free stable partition: each sample is written to both sides and only the cursor
+    /// of its side advances. Returns the number of samples whose row `goes_left`.
     fn stable_partition(
         &mut self,
         start: usize,
         end: usize,
         goes_left: impl Fn(u32) -> bool,
     ) -> usize {
-        let n = end - start;
-        self.scratch_rows.resize(n, 0);
-        self.scratch_ys.resize(n, 0);
-        self.scratch_ws.resize(n, 0.0);
-        let rows = &mut self.rows[start..end];
-        let ys = &mut self.ys[start..end];
-        let ws = &mut self.ws[start..end];
-        let (sr, sy, sw) = (
-            &mut self.scratch_rows,
-            &mut self.scratch_ys,
-            &mut self.scratch_ws,
-        );
+        let samples = &mut self.samples[start..end];
+        let scratch = &mut self.scratch;
+        scratch.resize(samples.len(), Sample::default());
         let mut n_left = 0;
         let mut n_right = 0;
-        for i in 0..n {
-            let (r, y, w) = (rows[i], ys[i], ws[i]);
-            let left = goes_left(r);
+        for i in 0..samples.len() {
+            let s = samples[i];
+            let left = goes_left(s.row);
             // n_left <= i: the slot written here has already been read.
-            rows[n_left] = r;
-            ys[n_left] = y;
-            ws[n_left] = w;
-            sr[n_right] = r;
-            sy[n_right] = y;
-            sw[n_right] = w;
+            samples[n_left] = s;
+            scratch[n_right] = s;
             n_left += left as usize;
             n_right += !left as usize;
         }
-        rows[n_left..].copy_from_slice(&sr[..n_right]);
-        ys[n_left..].copy_from_slice(&sy[..n_right]);
-        ws[n_left..].copy_from_slice(&sw[..n_right]);
+        samples[n_left..].copy_from_slice(&scratch[..n_right]);
         n_left
     }
 }
