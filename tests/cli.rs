@@ -71,6 +71,27 @@ impl Dir {
         stderr
     }
 
+    /// `fedids train --data DATA --out OUT EXTRA... --json --quiet`; returns the summary.
+    fn train(&self, data: &Path, out: &Path, extra: &[&str]) -> Value {
+        let mut args = vec!["train", "--data", s(data), "--out", s(out)];
+        args.extend_from_slice(extra);
+        args.extend(["--json", "--quiet"]);
+        self.json(&args)
+    }
+
+    /// `fedids eval --model MODEL --data DATA --json --quiet`; returns the report.
+    fn eval(&self, model: &Path, data: &Path) -> Value {
+        self.json(&[
+            "eval",
+            "--model",
+            s(model),
+            "--data",
+            s(data),
+            "--json",
+            "--quiet",
+        ])
+    }
+
     fn json(&self, args: &[&str]) -> Value {
         let out = self.ok(args);
         serde_json::from_str(&out)
@@ -170,28 +191,10 @@ fn nsl_kdd_binary_and_five_class_on_the_official_test_set() {
     // Measured: binary 0.781, 5-class 0.754 accuracy on KDDTest+ (seed 42, 100 trees).
     for (task, floor) in [("binary", 0.75), ("multiclass", 0.72)] {
         let model = dir.path(&format!("{task}.fedids"));
-        let t = dir.json(&[
-            "train",
-            "--data",
-            s(&train),
-            "--task",
-            task,
-            "--out",
-            s(&model),
-            "--json",
-            "--quiet",
-        ]);
+        let t = dir.train(&train, &model, &["--task", task]);
         assert_eq!(t["n_rows"], 125973);
         assert_eq!(t["n_trees"], 100);
-        let e = dir.json(&[
-            "eval",
-            "--model",
-            s(&model),
-            "--data",
-            s(&test),
-            "--json",
-            "--quiet",
-        ]);
+        let e = dir.eval(&model, &test);
         assert_eq!(e["n_rows"], 22544);
         assert!(accuracy(&e) > floor, "{task}: {}", accuracy(&e));
         let dr = e["metrics"]["detection_rate"].as_f64().unwrap();
@@ -208,16 +211,8 @@ fn nsl_kdd_test_21_is_harder() {
     let dir = Dir::new();
     let model = dir.path("m.fedids");
     let train = datasets().join("nsl-kdd/KDDTrain+_20Percent.txt");
-    dir.ok(&["train", "--data", s(&train), "--out", s(&model), "--quiet"]);
-    let e = dir.json(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--data",
-        s(&datasets().join("nsl-kdd/KDDTest-21.txt")),
-        "--json",
-        "--quiet",
-    ]);
+    dir.train(&train, &model, &[]);
+    let e = dir.eval(&model, &datasets().join("nsl-kdd/KDDTest-21.txt"));
     assert_eq!(e["n_rows"], 11850);
     // Measured about 0.60: these are the records most reference classifiers get wrong.
     assert!(accuracy(&e) > 0.45, "{}", accuracy(&e));
@@ -235,27 +230,8 @@ fn unsw_nb15_binary_and_attack_categories() {
     // Measured on this every-5th-row split: binary 0.98, 10-class 0.87.
     for (task, floor) in [("binary", 0.93), ("multiclass", 0.78)] {
         let model = dir.path(&format!("unsw-{task}.fedids"));
-        dir.ok(&[
-            "train",
-            "--data",
-            s(&train),
-            "--task",
-            task,
-            "--out",
-            s(&model),
-            "--trees",
-            "50",
-            "--quiet",
-        ]);
-        let e = dir.json(&[
-            "eval",
-            "--model",
-            s(&model),
-            "--data",
-            s(&test),
-            "--json",
-            "--quiet",
-        ]);
+        dir.train(&train, &model, &["--task", task, "--trees", "50"]);
+        let e = dir.eval(&model, &test);
         assert_eq!(e["n_rows"], 82332 / 5);
         assert!(accuracy(&e) > floor, "{task}: {}", accuracy(&e));
     }
@@ -271,30 +247,10 @@ fn kdd99_ten_percent() {
         "kdd99",
     );
     let model = dir.path("kdd99.fedids");
-    let t = dir.json(&[
-        "train",
-        "--data",
-        s(&train),
-        "--task",
-        "multiclass",
-        "--out",
-        s(&model),
-        "--trees",
-        "30",
-        "--json",
-        "--quiet",
-    ]);
+    let t = dir.train(&train, &model, &["--task", "multiclass", "--trees", "30"]);
     assert_eq!(t["format"], "kdd99");
     assert_eq!(t["n_rows"], 494020 - 494020 / 5);
-    let e = dir.json(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--data",
-        s(&test),
-        "--json",
-        "--quiet",
-    ]);
+    let e = dir.eval(&model, &test);
     // Measured 0.9997 (KDD99 is heavily duplicated, so a random split is easy).
     assert!(accuracy(&e) > 0.99, "{}", accuracy(&e));
 }
@@ -338,18 +294,7 @@ fn predict_streams_one_line_per_row() {
     let model = dir.path("m.fedids");
     let train = datasets().join("nsl-kdd/KDDTrain+_20Percent.txt");
     let test = datasets().join("nsl-kdd/KDDTest+.txt");
-    dir.ok(&[
-        "train",
-        "--data",
-        s(&train),
-        "--task",
-        "multiclass",
-        "--out",
-        s(&model),
-        "--trees",
-        "20",
-        "--quiet",
-    ]);
+    dir.train(&train, &model, &["--task", "multiclass", "--trees", "20"]);
     let out = dir.ok(&[
         "predict",
         "--model",
@@ -400,16 +345,7 @@ fn predict_reads_stdin() {
     let dir = Dir::new();
     let model = dir.path("m.fedids");
     let train = datasets().join("nsl-kdd/KDDTrain+_20Percent.txt");
-    dir.ok(&[
-        "train",
-        "--data",
-        s(&train),
-        "--out",
-        s(&model),
-        "--trees",
-        "5",
-        "--quiet",
-    ]);
+    dir.train(&train, &model, &["--trees", "5"]);
     let input = std::fs::read_to_string(datasets().join("nsl-kdd/KDDTest+.txt")).unwrap();
     let first_100: String = input.lines().take(100).map(|l| format!("{l}\n")).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_fedids"))
@@ -435,21 +371,11 @@ fn model_inspect_describes_the_model() {
     let dir = Dir::new();
     let model = dir.path("m.fedids");
     let train = datasets().join("nsl-kdd/KDDTrain+_20Percent.txt");
-    let t = dir.json(&[
-        "train",
-        "--data",
-        s(&train),
-        "--out",
-        s(&model),
-        "--trees",
-        "7",
-        "--criterion",
-        "entropy",
-        "--max-depth",
-        "6",
-        "--json",
-        "--quiet",
-    ]);
+    let t = dir.train(
+        &train,
+        &model,
+        &["--trees", "7", "--criterion", "entropy", "--max-depth", "6"],
+    );
     let v = dir.json(&["model", "inspect", s(&model), "--json"]);
     assert_eq!(v["model_hash"], t["model_hash"]);
     assert_eq!(v["n_trees"], 7);
@@ -489,36 +415,25 @@ fn generic_csv_with_a_toml_schema() {
         b"label = \"Label\"\nbenign = [\"BENIGN\"]\ncategorical = [\"Protocol\"]\nignore = [\"Flow ID\"]\n",
     );
     let model = dir.path("m.fedids");
-    let t = dir.json(&[
-        "train",
-        "--data",
-        s(&data),
-        "--schema",
-        s(&schema),
-        "--task",
-        "multiclass",
-        "--out",
-        s(&model),
-        "--trees",
-        "10",
-        "--json",
-        "--quiet",
-    ]);
+    let t = dir.train(
+        &data,
+        &model,
+        &[
+            "--schema",
+            s(&schema),
+            "--task",
+            "multiclass",
+            "--trees",
+            "10",
+        ],
+    );
     assert_eq!(t["format"], "csv");
     assert_eq!(t["n_features"], 3);
     assert_eq!(
         t["classes"],
         serde_json::json!(["BENIGN", "DDoS", "PortScan"])
     );
-    let e = dir.json(&[
-        "eval",
-        "--model",
-        s(&model),
-        "--data",
-        s(&data),
-        "--json",
-        "--quiet",
-    ]);
+    let e = dir.eval(&model, &data);
     assert!(accuracy(&e) > 0.9, "{}", accuracy(&e));
     let out = dir.ok(&["predict", "--model", s(&model), "--input", s(&data)]);
     assert_eq!(out.lines().count(), 200);
@@ -600,16 +515,7 @@ fn corrupted_truncated_and_foreign_models_are_refused() {
     let model = dir.path("m.fedids");
     let train = datasets().join("nsl-kdd/KDDTrain+_20Percent.txt");
     let test = datasets().join("nsl-kdd/KDDTest+.txt");
-    dir.ok(&[
-        "train",
-        "--data",
-        s(&train),
-        "--out",
-        s(&model),
-        "--trees",
-        "3",
-        "--quiet",
-    ]);
+    dir.train(&train, &model, &["--trees", "3"]);
     let bytes = std::fs::read(&model).unwrap();
 
     let cut = dir.write("cut.fedids", &bytes[..bytes.len() / 2]);

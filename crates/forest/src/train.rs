@@ -516,25 +516,26 @@ impl Builder<'_, '_> {
                     };
                     let hist = &mut self.hist[..];
                     let (mut lo, mut hi) = (u8::MAX, 0u8);
+                    macro_rules! fill {
+                        ($counts:literal) => {
+                            for (i, s) in samples.iter().enumerate() {
+                                let b = codes[s.row as usize];
+                                lo = lo.min(b);
+                                hi = hi.max(b);
+                                let at = (i & (copies - 1)) * stride + b as usize * c1;
+                                hist[at + s.class as usize] += s.weight as f64;
+                                if $counts {
+                                    hist[at + c] += 1.0;
+                                }
+                            }
+                        };
+                    }
+                    // Per-bin row counts are needed only when min_samples_leaf > 1 (weights are
+                    // always positive, so occupancy shows in the class weights).
                     if self.track_counts {
-                        for (i, s) in samples.iter().enumerate() {
-                            let b = codes[s.row as usize];
-                            lo = lo.min(b);
-                            hi = hi.max(b);
-                            let at = (i & (copies - 1)) * stride + b as usize * c1;
-                            hist[at + s.class as usize] += s.weight as f64;
-                            hist[at + c] += 1.0;
-                        }
+                        fill!(true)
                     } else {
-                        // min_samples_leaf = 1: every boundary between occupied bins is valid,
-                        // so per-bin row counts are not needed (weights are always positive).
-                        for (i, s) in samples.iter().enumerate() {
-                            let b = codes[s.row as usize];
-                            lo = lo.min(b);
-                            hi = hi.max(b);
-                            let at = (i & (copies - 1)) * stride + b as usize * c1;
-                            hist[at + s.class as usize] += s.weight as f64;
-                        }
+                        fill!(false)
                     }
                     let (lo, hi) = (lo as usize, hi as usize);
                     let (first, rest) = hist.split_at_mut(stride);
