@@ -31,6 +31,20 @@ pub enum Command {
     Eval(EvalArgs),
     /// Score flows from a file or stdin, streaming one prediction per row.
     Predict(PredictArgs),
+    /// Score flows as they arrive and write Suricata-style EVE alerts, grouped into incidents.
+    Detect(DetectArgs),
+    /// Threat intelligence: export incidents as STIX 2.1 or MISP.
+    Intel {
+        #[command(subcommand)]
+        command: IntelCommand,
+    },
+    /// A TAXII 2.1 server for sharing STIX bundles.
+    Taxii {
+        #[command(subcommand)]
+        command: TaxiiCommand,
+    },
+    /// Turn incidents into nftables and Suricata drop rules (dry run unless --apply).
+    Respond(RespondArgs),
     /// Work with model files.
     Model {
         #[command(subcommand)]
@@ -38,6 +52,86 @@ pub enum Command {
     },
     /// The embedded default job: train on a bundled NSL-KDD sample and evaluate on KDDTest+.
     Demo(DemoArgs),
+    /// Simulate a federation in one process: partition a dataset over sites, train local
+    /// forests, merge them with each strategy, and compare with the baselines.
+    Simulate(SimulateArgs),
+    /// Run a predefined experiment and write its report folder.
+    Experiment(ExperimentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Training flow file, dealt to the sites.
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Common test file (default: a seeded, stratified 20% of --data, held out before partitioning).
+    #[arg(long, value_name = "FILE")]
+    pub test: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// What to predict.
+    #[arg(long, value_enum, default_value = "binary")]
+    pub task: TaskName,
+    /// How rows are dealt to sites: iid, dirichlet:ALPHA, by-class:K or by-feature:COLUMN.
+    #[arg(long, default_value = "iid")]
+    pub partition: String,
+    /// Number of sites (ignored by by-feature).
+    #[arg(long, default_value_t = 3)]
+    pub sites: usize,
+    /// Merge strategies, comma-separated (e.g. top-global:129:wa:wv,cross-site:129,all).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "all,top-global:100:a:sv,cross-site:100"
+    )]
+    pub strategy: Vec<String>,
+    /// Seeds: a comma-separated list (0,1,2) or a count (5 means 0..5).
+    #[arg(long, default_value = "3")]
+    pub seeds: String,
+    /// Trees of each site's local forest.
+    #[arg(long, default_value_t = 50)]
+    pub trees_per_site: usize,
+    /// Trees of the centralized baseline.
+    #[arg(long, default_value_t = 100)]
+    pub central_trees: usize,
+    /// Share of each site's rows kept for local validation.
+    #[arg(long, default_value_t = 0.125)]
+    pub validation_fraction: f64,
+    /// Sites with fewer rows are dropped (and reported).
+    #[arg(long, default_value_t = 10)]
+    pub min_site_rows: usize,
+    /// Report folder (default: reports/simulate-<dataset>-<task>-<partition>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExperimentName {
+    /// The published protocol (Markovic et al.): NSL-KDD, UNSW-NB15 and KDD99, sites by a
+    /// feature, both tasks, every strategy, 5 repetitions.
+    Paper,
+    /// The official NSL-KDD test sets with iid, dirichlet:0.5 and by-class:2 partitions over 3, 5
+    /// and 10 sites.
+    Standard,
+}
+
+#[derive(Debug, Args)]
+pub struct ExperimentArgs {
+    /// Which experiment.
+    #[arg(value_enum)]
+    pub name: ExperimentName,
+    /// Folder holding nsl-kdd/, unsw-nb15/ and kdd99/ (default: ../shared/datasets).
+    #[arg(long, value_name = "DIR", default_value = "../shared/datasets")]
+    pub datasets: PathBuf,
+    /// Repetitions (seeds 0..N).
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Report folder (default: reports/<experiment>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,12 +153,20 @@ pub enum FormatName {
     Kdd99,
     UnswNb15,
     Csv,
+    /// Zeek conn.log (TSV with its #fields header).
+    ZeekConn,
+    /// CICFlowMeter CSV (CIC-IDS-2017 columns), the built-in schema.
+    Cicflowmeter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TaskName {
+    /// Benign vs attack.
     Binary,
+    /// Attack category (NSL-KDD/KDD99: normal, DoS, Probe, R2L, U2R; UNSW-NB15: attack_cat).
     Multiclass,
+    /// Attack name (NSL-KDD/KDD99 attack names; UNSW-NB15: attack_cat).
+    AttackName,
 }
 
 impl From<TaskName> for Task {
@@ -72,6 +174,7 @@ impl From<TaskName> for Task {
         match t {
             TaskName::Binary => Task::Binary,
             TaskName::Multiclass => Task::Multiclass,
+            TaskName::AttackName => Task::AttackName,
         }
     }
 }
@@ -235,4 +338,141 @@ pub struct DemoArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// The model file.
+    #[arg(long, short, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Flow file in a format the model reads (Zeek conn.log, CICFlowMeter CSV, the dataset
+    /// formats), or `-` for stdin.
+    #[arg(long, short, value_name = "FILE")]
+    pub input: PathBuf,
+    /// Keep reading as the file grows (stops on Ctrl-C, or when the file is removed or
+    /// truncated).
+    #[arg(long)]
+    pub follow: bool,
+    /// Raise an alert only when the predicted attack class has at least this probability.
+    #[arg(long, default_value_t = 0.5, value_name = "P")]
+    pub min_probability: f32,
+    /// Where to write the EVE alerts, as JSON lines (default: stdout).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Where to write the incidents, as JSON lines (default: appended to the alert stream as
+    /// `fedids_incident` events).
+    #[arg(long, value_name = "FILE")]
+    pub incidents: Option<PathBuf>,
+    /// Alerts of one (source, target, class) further apart than this start a new incident.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub window: u64,
+    /// Rows per batch (bounds memory; in --follow mode a batch is also handed out when the
+    /// file has nothing new).
+    #[arg(long, default_value_t = 8192)]
+    pub batch_rows: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntelCommand {
+    /// Export incidents (from `fedids detect`) as a STIX 2.1 bundle or a MISP event.
+    Export(IntelExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IntelFormat {
+    Stix,
+    Misp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlpName {
+    White,
+    Clear,
+    Green,
+    Amber,
+    Red,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DistributionName {
+    /// 0: your organisation only.
+    Organisation,
+    /// 1: this community only.
+    Community,
+    /// 2: connected communities.
+    Connected,
+    /// 3: all communities.
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct IntelExportArgs {
+    /// Incidents file written by `fedids detect` (`--incidents`, or its alert stream).
+    #[arg(long, value_name = "FILE")]
+    pub incidents: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: IntelFormat,
+    /// Traffic Light Protocol marking.
+    #[arg(long, value_enum, default_value = "amber")]
+    pub tlp: TlpName,
+    /// The site's name (the STIX identity, the MISP organisation).
+    #[arg(long, default_value = "fedids site")]
+    pub site: String,
+    /// MISP distribution level.
+    #[arg(long, value_enum, default_value = "community")]
+    pub distribution: DistributionName,
+    /// Indicators stay valid this long after an incident's last alert.
+    #[arg(long, default_value_t = 7 * 86_400, value_name = "SECS")]
+    pub valid_for: u64,
+    /// Where to write (default: stdout).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaxiiCommand {
+    /// Serve a TAXII 2.1 API root with one collection, stored in a directory.
+    Serve(TaxiiServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaxiiServeArgs {
+    /// Address to listen on (port 0 picks a free port, printed on stderr).
+    #[arg(long, default_value = "127.0.0.1:9500")]
+    pub listen: String,
+    /// Directory that stores the objects and statuses.
+    #[arg(long, value_name = "DIR")]
+    pub store: PathBuf,
+    /// The user name clients authenticate with.
+    #[arg(long)]
+    pub user: String,
+    /// The password clients authenticate with.
+    #[arg(long)]
+    pub password: String,
+    /// The server's title in discovery.
+    #[arg(long, default_value = "fedids TAXII server")]
+    pub title: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RespondArgs {
+    /// Incidents file written by `fedids detect`.
+    #[arg(long, value_name = "FILE")]
+    pub incidents: PathBuf,
+    /// Addresses and CIDR blocks never to block (one per line, `#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub allowlist: PathBuf,
+    /// Write the rule files instead of printing them (this never runs nft or suricata).
+    #[arg(long)]
+    pub apply: bool,
+    /// How long a source stays blocked.
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub block_secs: u64,
+    /// Where --apply writes the nftables script.
+    #[arg(long, default_value = "fedids-block.nft", value_name = "FILE")]
+    pub nft_out: PathBuf,
+    /// Where --apply writes the Suricata rules.
+    #[arg(long, default_value = "fedids-drop.rules", value_name = "FILE")]
+    pub suricata_out: PathBuf,
 }

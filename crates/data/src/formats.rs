@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::error::DataError;
 use crate::labels::LabelRule;
+use crate::meta::{meta_field, MetaField};
 use crate::parse::{parse_number, Fields};
 use crate::{CsvSchema, Feature, FeatureKind, FormatSpec, NonFinitePolicy, Schema, Task};
 
@@ -108,6 +109,41 @@ pub const UNSW_COLUMNS: [&str; 45] = [
 /// The symbolic UNSW-NB15 features.
 pub const UNSW_CATEGORICAL: [&str; 3] = ["proto", "service", "state"];
 
+/// The Zeek `conn.log` fields a [`FormatSpec::ZeekConn`] model reads, in matrix order.
+///
+/// They are the per-connection counters and states that Zeek writes for every connection:
+/// the responder port (the service actually contacted), duration, payload and IP-level byte and
+/// packet counts in both directions, missed bytes, and the symbolic `proto`, `service`,
+/// `conn_state` and `history` (the latter as a whole string, e.g. `ShADadFf`, coded like every
+/// categorical value: learned dictionary, explicit unknown code). Addresses, the originator port,
+/// `uid` and `ts` are identity, not features: a model must not learn who talked, only how.
+/// An unset numeric field (`-`, e.g. the duration of an unanswered `S0` attempt) reads as 0.
+pub const ZEEK_CONN_FEATURES: [&str; 13] = [
+    "id.resp_p",
+    "proto",
+    "service",
+    "duration",
+    "orig_bytes",
+    "resp_bytes",
+    "conn_state",
+    "missed_bytes",
+    "history",
+    "orig_pkts",
+    "orig_ip_bytes",
+    "resp_pkts",
+    "resp_ip_bytes",
+];
+
+/// The symbolic Zeek `conn.log` features.
+pub const ZEEK_CONN_CATEGORICAL: [&str; 4] = ["proto", "service", "conn_state", "history"];
+
+/// Values of the optional Zeek `label` field that mean benign traffic (the first names class 0).
+/// Every other value is an attack class (learned from the training data under `multiclass`).
+pub const ZEEK_CONN_BENIGN: [&str; 6] = ["benign", "Benign", "BENIGN", "normal", "Normal", "-"];
+
+/// The (non-standard) Zeek field that holds a flow's label in labelled logs.
+const ZEEK_LABEL: &str = "label";
+
 /// UNSW-NB15 columns that are not features.
 const UNSW_NON_FEATURES: [&str; 3] = ["id", "attack_cat", "label"];
 
@@ -155,7 +191,68 @@ pub(crate) fn is_header(format: &FormatSpec, line: &[u8]) -> bool {
             fields.split(line).is_ok() && fields.get(line, 0) == b"duration"
         }
         FormatSpec::UnswNb15 | FormatSpec::Csv(_) => true,
+        FormatSpec::ZeekConn => is_zeek_fields(line),
     }
+}
+
+/// Whether `line` is a Zeek `#fields` header line.
+pub(crate) fn is_zeek_fields(line: &[u8]) -> bool {
+    line.strip_prefix(b"#fields")
+        .is_some_and(|rest| rest.first().is_none_or(|&b| b == b'\t'))
+}
+
+/// A header line: its 1-based line number, the line, and the offset just past it.
+pub(crate) type HeaderAt<'a> = (usize, &'a [u8], usize);
+
+/// Checks a Zeek `#separator` line: only the tab separator (`\x09`) is supported.
+pub(crate) fn check_zeek_separator(
+    input: &str,
+    line_no: usize,
+    line: &[u8],
+) -> Result<(), DataError> {
+    let Some(rest) = line.strip_prefix(b"#separator") else {
+        return Ok(());
+    };
+    let value = String::from_utf8_lossy(rest).trim().to_string();
+    if value == "\\x09" || value.is_empty() {
+        Ok(())
+    } else {
+        Err(DataError::BadHeader {
+            input: input.to_string(),
+            line: line_no,
+            message: format!("zeek separator '{value}' is not supported, expected a tab ('\\x09')"),
+        })
+    }
+}
+
+/// The Zeek `#fields` line of `bytes`: its line number, the line, and the offset just past it.
+/// Leading lines must all be `#` lines (a record before `#fields` is an error); `None` if the file
+/// has no `#fields` line before its first record.
+pub(crate) fn zeek_header<'a>(
+    input: &str,
+    bytes: &'a [u8],
+) -> Result<Option<HeaderAt<'a>>, DataError> {
+    let mut start = 0;
+    let mut line_no = 1;
+    while start < bytes.len() {
+        let rest = bytes.get(start..).unwrap_or_default();
+        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(p) => (rest.get(..p).unwrap_or_default(), start + p + 1),
+            None => (rest, bytes.len()),
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if is_zeek_fields(line) {
+            return Ok(Some((line_no, line, next)));
+        }
+        if line.first() == Some(&b'#') {
+            check_zeek_separator(input, line_no, line)?;
+        } else if !is_blank(line) {
+            return Ok(None);
+        }
+        start = next;
+        line_no += 1;
+    }
+    Ok(None)
 }
 
 /// Guesses the format of a flow file from its first line (after an optional UTF-8 BOM).
@@ -185,6 +282,9 @@ pub(crate) fn detect(input: &str, bytes: &[u8]) -> Result<FormatSpec, DataError>
         input: input.to_string(),
         seen,
     };
+    if line.starts_with(b"#separator") || is_zeek_fields(line) {
+        return Ok(FormatSpec::ZeekConn);
+    }
     let mut fields = Fields::default();
     if fields.split(line).is_err() {
         return Err(unknown(
@@ -231,6 +331,31 @@ pub(crate) fn detect(input: &str, bytes: &[u8]) -> Result<FormatSpec, DataError>
 }
 
 impl CsvSchema {
+    /// The preset for CICFlowMeter flow tables as published in CIC-IDS-2017 (the
+    /// `TrafficLabelling` files): label ` Label` (header names are trimmed), benign `BENIGN`,
+    /// `Protocol` categorical, and the identity columns `Flow ID`, `Source IP`, `Source Port`,
+    /// `Destination IP`, `Destination Port` and `Timestamp` ignored as features (they still reach
+    /// alerts as [`FlowMeta`](crate::FlowMeta)). `Infinity` and `NaN` cells are clamped.
+    pub fn cicflowmeter() -> CsvSchema {
+        CsvSchema {
+            label: "Label".to_string(),
+            benign: vec!["BENIGN".to_string()],
+            categorical: vec!["Protocol".to_string()],
+            ignore: [
+                "Flow ID",
+                "Source IP",
+                "Source Port",
+                "Destination IP",
+                "Destination Port",
+                "Timestamp",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            non_finite: NonFinitePolicy::Clamp,
+        }
+    }
+
     /// Parses a TOML schema file (see the type's documentation for the keys). Unknown keys are
     /// errors; so are an empty `label` or `benign` list.
     pub fn from_toml_str(source: &str, text: &str) -> Result<CsvSchema, DataError> {
@@ -318,6 +443,14 @@ pub(crate) struct Layout {
     pub label: Option<LabelRule>,
     /// `None` for built-in formats: a non-finite number is an invalid value.
     pub non_finite: Option<NonFinitePolicy>,
+    /// The field separator: `,` (CSV) or a tab (Zeek).
+    pub separator: u8,
+    /// Lines starting with this byte are not records (Zeek's `#` lines).
+    pub comment: Option<u8>,
+    /// A numeric cell equal to this reads as 0 (Zeek's unset `-`).
+    pub unset_numeric: Option<&'static [u8]>,
+    /// The fields that carry flow identity (read only when streaming for prediction).
+    pub meta: Vec<(usize, MetaField)>,
 }
 
 impl Layout {
@@ -369,6 +502,17 @@ pub(crate) fn layout(
                 .map(|s| s.to_string())
                 .collect()
         }
+        FormatSpec::ZeekConn => match header {
+            Some((line_no, line)) => zeek_header_names(input, line_no, line)?,
+            None => {
+                return Err(DataError::BadHeader {
+                    input: input.to_string(),
+                    line: 1,
+                    message: "a zeek log needs its '#fields' header line before the first record"
+                        .to_string(),
+                })
+            }
+        },
         FormatSpec::UnswNb15 | FormatSpec::Csv(_) => match header {
             Some((line_no, line)) => header_names(input, line_no, line)?,
             None => {
@@ -401,7 +545,7 @@ pub(crate) fn layout(
         FormatSpec::UnswNb15 => {
             let (cat_role, flag_role) = match task {
                 Task::Binary => (Role::Skip, Role::Label),
-                Task::Multiclass => (Role::Label, Role::Flag),
+                Task::Multiclass | Task::AttackName => (Role::Label, Role::Flag),
             };
             Specials {
                 columns: vec![
@@ -418,6 +562,9 @@ pub(crate) fn layout(
             }
             Specials { columns }
         }
+        FormatSpec::ZeekConn => Specials {
+            columns: vec![(ZEEK_LABEL.to_string(), Role::Label, label_required)],
+        },
     };
 
     let mut roles = vec![Role::Skip; names.len()];
@@ -475,6 +622,13 @@ pub(crate) fn layout(
                         .map(|s| s.to_string())
                         .collect(),
                     UNSW_CATEGORICAL.iter().map(|s| s.to_string()).collect(),
+                ),
+                FormatSpec::ZeekConn => (
+                    ZEEK_CONN_FEATURES.iter().map(|s| s.to_string()).collect(),
+                    ZEEK_CONN_CATEGORICAL
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
                 ),
                 FormatSpec::Csv(csv) => {
                     let categorical: Vec<String> = csv
@@ -565,12 +719,26 @@ pub(crate) fn layout(
         FormatSpec::Csv(csv) => Some(csv.non_finite),
         _ => None,
     };
+    let zeek = matches!(format, FormatSpec::ZeekConn);
+    let mut meta: Vec<(usize, MetaField)> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if let Some(field) = meta_field(format, name) {
+            // The first column naming a piece of identity wins.
+            if !meta.iter().any(|&(_, f)| f == field) {
+                meta.push((i, field));
+            }
+        }
+    }
     Ok(Layout {
         names,
         roles,
         features,
         label,
         non_finite,
+        separator: if zeek { b'\t' } else { b',' },
+        comment: zeek.then_some(b'#'),
+        unset_numeric: zeek.then_some(&b"-"[..]),
+        meta,
     })
 }
 
@@ -591,6 +759,20 @@ fn header_names(input: &str, line_no: usize, line: &[u8]) -> Result<Vec<String>,
         })?;
     Ok((0..fields.len())
         .map(|i| String::from_utf8_lossy(fields.get(line, i)).into_owned())
+        .collect())
+}
+
+/// The field names of a Zeek `#fields` line (tab-separated, after the `#fields` tag).
+fn zeek_header_names(input: &str, line_no: usize, line: &[u8]) -> Result<Vec<String>, DataError> {
+    let text = std::str::from_utf8(line).map_err(|_| DataError::InvalidUtf8 {
+        input: input.to_string(),
+        line: line_no,
+    })?;
+    Ok(text
+        .trim_end_matches('\r')
+        .split('\t')
+        .skip(1)
+        .map(|s| s.trim().to_string())
         .collect())
 }
 

@@ -94,13 +94,18 @@ pub fn kdd_category(attack_name: &str) -> Option<&'static str> {
 }
 
 /// The classes of a task that a format fixes in advance; `None` when they are learned from the
-/// training data (multiclass generic CSV).
+/// training data (multiclass generic CSV, NSL-KDD / KDD99 attack names).
 pub(crate) fn fixed_classes(format: &FormatSpec, task: Task) -> Option<Vec<String>> {
     let names: &[&str] = match (format, task) {
         (_, Task::Binary) => &BINARY_CLASSES,
         (FormatSpec::NslKdd | FormatSpec::Kdd99, Task::Multiclass) => &KDD_CLASSES,
         (FormatSpec::UnswNb15, Task::Multiclass) => &UNSW_CLASSES,
-        (FormatSpec::Csv(_), Task::Multiclass) => return None,
+        (FormatSpec::UnswNb15, Task::AttackName) => &UNSW_CLASSES,
+        (FormatSpec::Csv(_) | FormatSpec::ZeekConn, Task::Multiclass | Task::AttackName) => {
+            return None
+        }
+        // Attack names are learned from the training data.
+        (FormatSpec::NslKdd | FormatSpec::Kdd99, Task::AttackName) => return None,
     };
     Some(names.iter().map(|s| s.to_string()).collect())
 }
@@ -113,6 +118,9 @@ pub(crate) enum LabelRule {
         map: HashMap<String, u32>,
         strip_dot: bool,
     },
+    /// NSL-KDD / KDD Cup 99 attack names while learning: `normal` is class 0, every attack name
+    /// the category table knows is a class learned from the data; `strip_dot` as for `Lookup`.
+    KddOpen { strip_dot: bool },
     /// A `0`/`1` flag (UNSW-NB15 `label`).
     Flag { normal_idx: u32, attack_idx: u32 },
     /// Generic CSV binary: benign values versus everything else.
@@ -170,7 +178,19 @@ impl LabelRule {
                 .and_then(|c| c.iter().position(|x| x == name))
                 .map(|i| i as u32)
         };
+        let strip_dot = matches!(format, FormatSpec::Kdd99);
         match format {
+            FormatSpec::NslKdd | FormatSpec::Kdd99 if task == Task::AttackName => match classes {
+                None => Ok(LabelRule::KddOpen { strip_dot }),
+                Some(classes) => Ok(LabelRule::Lookup {
+                    map: classes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.clone(), i as u32))
+                        .collect(),
+                    strip_dot,
+                }),
+            },
             FormatSpec::NslKdd | FormatSpec::Kdd99 => {
                 // "normal" is class 0's name under both tasks.
                 let mut pairs = vec![("normal".to_string(), class_of("normal"))];
@@ -178,14 +198,14 @@ impl LabelRule {
                     for name in names {
                         let class = match task {
                             Task::Binary => class_of(BINARY_CLASSES[1]),
-                            Task::Multiclass => class_of(category),
+                            Task::Multiclass | Task::AttackName => class_of(category),
                         };
                         pairs.push((name.to_string(), class));
                     }
                 }
                 Ok(LabelRule::Lookup {
                     map: to_map(pairs),
-                    strip_dot: matches!(format, FormatSpec::Kdd99),
+                    strip_dot,
                 })
             }
             FormatSpec::UnswNb15 => match task {
@@ -193,7 +213,7 @@ impl LabelRule {
                     normal_idx: index(BINARY_CLASSES[0])?,
                     attack_idx: index(BINARY_CLASSES[1])?,
                 }),
-                Task::Multiclass => {
+                Task::Multiclass | Task::AttackName => {
                     let mut pairs: Vec<(String, Option<u32>)> = UNSW_CLASSES
                         .iter()
                         .map(|c| (c.to_string(), class_of(c)))
@@ -206,16 +226,24 @@ impl LabelRule {
                     })
                 }
             },
-            FormatSpec::Csv(csv) => {
-                let benign: HashSet<String> = csv.benign.iter().cloned().collect();
+            FormatSpec::Csv(_) | FormatSpec::ZeekConn => {
+                let benign: HashSet<String> = match format {
+                    FormatSpec::Csv(csv) => csv.benign.iter().cloned().collect(),
+                    _ => crate::ZEEK_CONN_BENIGN
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                };
                 match (task, classes) {
                     (Task::Binary, _) => Ok(LabelRule::Benign {
                         benign,
                         benign_idx: index(BINARY_CLASSES[0])?,
                         attack_idx: index(BINARY_CLASSES[1])?,
                     }),
-                    (Task::Multiclass, None) => Ok(LabelRule::BenignOpen { benign }),
-                    (Task::Multiclass, Some(classes)) => {
+                    (Task::Multiclass | Task::AttackName, None) => {
+                        Ok(LabelRule::BenignOpen { benign })
+                    }
+                    (Task::Multiclass | Task::AttackName, Some(classes)) => {
                         if classes.is_empty() {
                             return Err("the class list is empty".to_string());
                         }
@@ -244,6 +272,20 @@ impl LabelRule {
                     cell
                 };
                 known(map.get(name))
+            }
+            LabelRule::KddOpen { strip_dot } => {
+                let name = if *strip_dot {
+                    cell.strip_suffix('.').unwrap_or(cell)
+                } else {
+                    cell
+                };
+                if name == "normal" {
+                    LabelOutcome::Class(0)
+                } else if kdd_category(name).is_some() {
+                    LabelOutcome::Learned(name)
+                } else {
+                    LabelOutcome::Unmapped
+                }
             }
             LabelRule::Flag {
                 normal_idx,
@@ -345,6 +387,27 @@ mod tests {
                 ("smurf..", Unmapped),
             ],
         );
+    }
+
+    #[test]
+    fn kdd_attack_name_labels() {
+        use LabelOutcome::*;
+        check(
+            &FormatSpec::Kdd99,
+            Task::AttackName,
+            &[
+                ("normal.", Class(0)),
+                ("normal", Class(0)),
+                ("smurf.", Learned("smurf")),
+                ("neptune", Learned("neptune")),
+                ("zeroday.", Unmapped),
+            ],
+        );
+        let known = classes(&["normal", "neptune", "smurf"]);
+        let rule = LabelRule::new(&FormatSpec::Kdd99, Task::AttackName, Some(&known)).unwrap();
+        assert_eq!(rule.resolve("smurf."), Class(2));
+        assert_eq!(rule.resolve("normal."), Class(0));
+        assert_eq!(rule.resolve("satan."), Unmapped);
     }
 
     #[test]

@@ -16,7 +16,11 @@
 //! * [`parse_bytes_with_schema`] / [`load_path_with_schema`] read an evaluation file with a learned
 //!   schema (unknown categorical values get the explicit unknown code);
 //! * [`BatchReader`] streams a file in bounded-memory [`Batch`]es for prediction;
-//! * [`detect_format`] guesses the format, [`CsvSchema::from_toml_str`] reads a generic CSV schema.
+//! * [`detect_format`] guesses the format, [`CsvSchema::from_toml_str`] reads a generic CSV schema,
+//!   [`CsvSchema::cicflowmeter`] is the CICFlowMeter (CIC-IDS-2017) preset;
+//! * [`Batch::meta`] carries each streamed row's flow identity ([`FlowMeta`]: timestamp, addresses,
+//!   ports, protocol) where the format has it, for alerts; it is never a model feature unless the
+//!   format also lists the column as one.
 //!
 //! Whole-file parsing is parallel (rayon) over chunks of the input, with results identical for any
 //! thread count. Records are lines: cells are trimmed, `\r\n` line ends and a leading UTF-8 BOM are
@@ -38,14 +42,19 @@ mod error;
 mod formats;
 mod labels;
 mod matrix;
+mod meta;
 mod parse;
 mod schema;
 mod stream;
 
 pub use error::DataError;
-pub use formats::{detect_format, KDD_CATEGORICAL, KDD_FEATURES, UNSW_CATEGORICAL, UNSW_COLUMNS};
+pub use formats::{
+    detect_format, KDD_CATEGORICAL, KDD_FEATURES, UNSW_CATEGORICAL, UNSW_COLUMNS, ZEEK_CONN_BENIGN,
+    ZEEK_CONN_CATEGORICAL, ZEEK_CONN_FEATURES,
+};
 pub use labels::{kdd_category, BINARY_CLASSES, KDD_CLASSES, UNSW_CLASSES};
 pub use matrix::FeatureMatrix;
+pub use meta::{FlowMeta, FlowMetaTable, MetaField};
 pub use parse::{
     load_path, load_path_with_schema, parse_bytes, parse_bytes_with_schema, MAX_SKIP_REASONS,
 };
@@ -65,8 +74,14 @@ pub enum FormatSpec {
     /// UNSW-NB15 partition CSV: header (optionally after a UTF-8 BOM), `id`, 42 features,
     /// `attack_cat`, `label`.
     UnswNb15,
-    /// Any flow CSV with a header, described by a [`CsvSchema`].
+    /// Any flow CSV with a header, described by a [`CsvSchema`] (see
+    /// [`CsvSchema::cicflowmeter`] for the CICFlowMeter / CIC-IDS-2017 preset).
     Csv(CsvSchema),
+    /// Zeek `conn.log` in its TSV form: `#separator \x09`, `#fields` and `#types` header lines,
+    /// `-` for unset and `(empty)` for empty fields. The features are [`ZEEK_CONN_FEATURES`]; an
+    /// optional extra `label` field (not standard in Zeek) makes the file usable for training.
+    /// Added last so that model files written before it still decode.
+    ZeekConn,
 }
 
 impl FormatSpec {
@@ -77,6 +92,7 @@ impl FormatSpec {
             FormatSpec::Kdd99 => "kdd99",
             FormatSpec::UnswNb15 => "unsw-nb15",
             FormatSpec::Csv(_) => "csv",
+            FormatSpec::ZeekConn => "zeek-conn",
         }
     }
 }

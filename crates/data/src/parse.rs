@@ -100,6 +100,20 @@ impl Fields {
         }
     }
 
+    /// Splits a tab-separated line (Zeek): no quoting, cells trimmed of spaces and `\r`.
+    pub(crate) fn split_tsv(&mut self, line: &[u8]) {
+        self.ranges.clear();
+        self.in_scratch = false;
+        let mut start = 0;
+        for (i, &b) in line.iter().enumerate() {
+            if b == b'\t' {
+                self.ranges.push(trim_range(line, start, i));
+                start = i + 1;
+            }
+        }
+        self.ranges.push(trim_range(line, start, line.len()));
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.ranges.len()
     }
@@ -294,6 +308,8 @@ pub(crate) struct ChunkOut {
     /// Set when a lenient label did not resolve.
     pub labels_broken: bool,
     pub lines: Vec<usize>,
+    /// Flow identity per row (prediction batches only).
+    pub meta: crate::FlowMetaTable,
     pub n_skipped_invalid: usize,
     pub n_skipped_unmapped: usize,
     pub skips: Vec<DataError>,
@@ -335,6 +351,11 @@ impl Decoder {
             label_dict: LocalDict::default(),
             labels_broken: false,
             lines: Vec::new(),
+            meta: crate::FlowMetaTable::new(if self.keep_lines {
+                self.layout.meta.iter().map(|&(_, f)| f).collect()
+            } else {
+                Vec::new()
+            }),
             n_skipped_invalid: 0,
             n_skipped_unmapped: 0,
             skips: Vec::new(),
@@ -386,7 +407,9 @@ impl Decoder {
             }));
         }
         let fields = &mut scratch.fields;
-        if let Err(column) = fields.split(line) {
+        if layout.separator == b'\t' {
+            fields.split_tsv(line);
+        } else if let Err(column) = fields.split(line) {
             return Err(RowError::Invalid(DataError::UnterminatedQuote {
                 input: self.input.clone(),
                 line: line_no,
@@ -421,6 +444,7 @@ impl Decoder {
                 Role::Skip | Role::Cat(_) => {}
                 Role::Num(f) => {
                     let value = match parse_number(cell) {
+                        _ if layout.unset_numeric == Some(cell) => 0.0,
                         Some(v) if v.is_finite() => v,
                         Some(v) => match layout.non_finite {
                             Some(NonFinitePolicy::Clamp) => clamp(v),
@@ -501,9 +525,19 @@ impl Decoder {
         }
         if self.keep_lines {
             out.lines.push(line_no);
+            for &(i, _) in &layout.meta {
+                let cell = fields.get(line, i);
+                out.meta
+                    .push_cell(std::str::from_utf8(cell).unwrap_or_default());
+            }
         }
         out.n_rows += 1;
         Ok(())
+    }
+
+    /// Whether `line` is a comment line of the format (Zeek's `#` lines), not a record.
+    pub(crate) fn is_comment(&self, line: &[u8]) -> bool {
+        self.layout.comment.is_some() && line.first() == self.layout.comment.as_ref()
     }
 
     /// Parses every line of `chunk`, whose first line is file line `first_line`. Stops at the
@@ -515,7 +549,7 @@ impl Decoder {
             ..Scratch::default()
         };
         for (k, line) in chunk.split(|&b| b == b'\n').enumerate() {
-            if is_blank(line) {
+            if is_blank(line) || self.is_comment(line) {
                 continue;
             }
             if let Err(e) = self.record(line, first_line + k, &mut scratch, &mut out) {
@@ -650,7 +684,10 @@ pub(crate) fn merge(decoder: &Decoder, chunks: Vec<ChunkOut>) -> Result<Merged, 
     for (chunk, map) in chunks.iter().zip(&label_maps) {
         if matches!(
             decoder.layout.label,
-            Some(crate::labels::LabelRule::BenignOpen { .. })
+            Some(
+                crate::labels::LabelRule::BenignOpen { .. }
+                    | crate::labels::LabelRule::KddOpen { .. }
+            )
         ) {
             labels.extend(chunk.labels.iter().map(|&c| match c {
                 0 => 0,
@@ -705,16 +742,26 @@ fn union_sorted<'a>(
 
 /// Where the records of `bytes` start: the header line (if the format has one) and the offset and
 /// line number of the first record line.
+/// The header line (line number, line) if any, and the offset and line number of the body.
+pub(crate) type BodyAt<'a> = (Option<(usize, &'a [u8])>, usize, usize);
+
 pub(crate) fn split_header<'a>(
+    input: &str,
     format: &FormatSpec,
     bytes: &'a [u8],
-) -> (Option<(usize, &'a [u8])>, usize, usize) {
-    match formats::first_line(bytes) {
+) -> Result<BodyAt<'a>, DataError> {
+    if matches!(format, FormatSpec::ZeekConn) {
+        return Ok(match formats::zeek_header(input, bytes)? {
+            Some((line_no, line, next)) => (Some((line_no, line)), next, line_no + 1),
+            None => (None, 0, 1),
+        });
+    }
+    Ok(match formats::first_line(bytes) {
         Some((line_no, line, next)) if formats::is_header(format, line) => {
             (Some((line_no, line)), next, line_no + 1)
         }
         _ => (None, 0, 1),
-    }
+    })
 }
 
 fn parse_with(
@@ -727,7 +774,7 @@ fn parse_with(
     chunk_bytes: usize,
 ) -> Result<Dataset, DataError> {
     let bytes = formats::strip_bom(bytes);
-    let (header, body_start, body_line) = split_header(&format, bytes);
+    let (header, body_start, body_line) = split_header(input, &format, bytes)?;
     let layout = formats::layout(input, &format, task, header, schema, true)?;
     let coding = match schema {
         Some(_) => Coding::fixed(&layout.features),
@@ -777,7 +824,9 @@ fn parse_with(
                 None => {
                     let benign = match &format {
                         FormatSpec::Csv(csv) => csv.benign.first().cloned().unwrap_or_default(),
-                        _ => String::new(),
+                        FormatSpec::NslKdd | FormatSpec::Kdd99 => "normal".to_string(),
+                        FormatSpec::UnswNb15 => String::new(),
+                        FormatSpec::ZeekConn => crate::ZEEK_CONN_BENIGN[0].to_string(),
                     };
                     std::iter::once(benign)
                         .chain(merged.learned_classes)
@@ -926,3 +975,5 @@ fn read_path(path: &Path) -> Result<Vec<u8>, DataError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_flows;

@@ -12,6 +12,11 @@ pub enum Task {
     /// Attack category: for NSL-KDD and KDD99 `normal, DoS, Probe, R2L, U2R`; for UNSW-NB15 the
     /// `attack_cat` values; for generic CSV the label values (benign first, then sorted).
     Multiclass,
+    /// Attack name (the classification task of the federated-forest literature): for NSL-KDD and
+    /// KDD99 `normal` first, then the distinct attack names seen in the training data, sorted (a
+    /// KDD99 trailing dot is stripped); for UNSW-NB15 and generic CSV the same classes as
+    /// [`Task::Multiclass`].
+    AttackName,
 }
 
 impl Task {
@@ -20,6 +25,7 @@ impl Task {
         match self {
             Task::Binary => "binary",
             Task::Multiclass => "multiclass",
+            Task::AttackName => "attack-name",
         }
     }
 }
@@ -30,8 +36,9 @@ impl std::str::FromStr for Task {
         match s {
             "binary" => Ok(Task::Binary),
             "multiclass" => Ok(Task::Multiclass),
+            "attack-name" => Ok(Task::AttackName),
             other => Err(format!(
-                "unknown task '{other}', expected 'binary' or 'multiclass'"
+                "unknown task '{other}', expected 'binary', 'multiclass' or 'attack-name'"
             )),
         }
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::error::DataError;
 use crate::formats::{self, is_blank};
 use crate::parse::{merge, Coding, Decoder, Scratch};
-use crate::{FeatureMatrix, Schema, UnmappedLabelPolicy};
+use crate::{FeatureMatrix, FlowMetaTable, FormatSpec, Schema, UnmappedLabelPolicy};
 
 /// Up to `batch_rows` encoded records of a file being streamed.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,8 @@ pub struct Batch {
     pub first_line: usize,
     /// 1-based file line of every row (blank lines are not records, so lines may be skipped).
     pub lines: Vec<usize>,
+    /// The flow identity of every row, as far as the format carries it (see [`FlowMetaTable`]).
+    pub meta: FlowMetaTable,
 }
 
 /// Streams a flow file in batches, encoding rows with a learned [`Schema`].
@@ -29,6 +31,12 @@ pub struct Batch {
 /// which the iterator ends. Labels are optional here: a generic CSV may lack its label column,
 /// and a batch containing a label that is malformed or does not map to a class has
 /// `labels: None` instead of failing.
+///
+/// For tailing a growing file, the reader may return an [`std::io::ErrorKind::WouldBlock`] error
+/// when no complete line is available yet: the current batch is then handed out early (if it has
+/// rows) and reading resumes on the next call. Such a reader must only hand out whole lines, so
+/// that no partial line is lost; it should wait a little before reporting `WouldBlock`, as the
+/// reader retries at once.
 pub struct BatchReader<R: BufRead> {
     reader: R,
     decoder: Decoder,
@@ -64,6 +72,16 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bo
     Ok(true)
 }
 
+/// [`read_line`], retrying while the reader has nothing yet (`WouldBlock`).
+fn read_line_blocking(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    loop {
+        match read_line(reader, buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            other => return other,
+        }
+    }
+}
+
 impl<R: BufRead> BatchReader<R> {
     /// Starts reading `reader` (named `source` in errors), reading the header if the schema's
     /// format has one. `batch_rows` is the largest batch (at least 1).
@@ -81,8 +99,9 @@ impl<R: BufRead> BatchReader<R> {
         };
         let mut buf = Vec::new();
         let mut line_no = 0;
+        let zeek = matches!(schema.format, FormatSpec::ZeekConn);
         let first = loop {
-            if !read_line(&mut reader, &mut buf).map_err(io)? {
+            if !read_line_blocking(&mut reader, &mut buf).map_err(io)? {
                 break None;
             }
             line_no += 1;
@@ -91,6 +110,11 @@ impl<R: BufRead> BatchReader<R> {
             } else {
                 &buf[..]
             };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if zeek && line.first() == Some(&b'#') && !formats::is_zeek_fields(line) {
+                formats::check_zeek_separator(source, line_no, line)?;
+                continue;
+            }
             if !is_blank(line) {
                 break Some(line.to_vec());
             }
@@ -162,6 +186,12 @@ impl<R: BufRead> Iterator for BatchReader<R> {
                     self.done = true;
                     break;
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if out.n_rows > 0 {
+                        break;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     let e = DataError::Io {
                         path: PathBuf::from(&self.decoder.input),
@@ -171,7 +201,7 @@ impl<R: BufRead> Iterator for BatchReader<R> {
                 }
             }
             self.line_no += 1;
-            if is_blank(&self.buf) {
+            if is_blank(&self.buf) || self.decoder.is_comment(&self.buf) {
                 continue;
             }
             if let Err(e) =
@@ -186,6 +216,7 @@ impl<R: BufRead> Iterator for BatchReader<R> {
             return None;
         }
         let lines = std::mem::take(&mut out.lines);
+        let meta = std::mem::take(&mut out.meta);
         let has_labels = self.decoder.layout.label.is_some() && !out.labels_broken;
         match merge(&self.decoder, vec![out]) {
             Ok(merged) => Some(Ok(Batch {
@@ -193,6 +224,7 @@ impl<R: BufRead> Iterator for BatchReader<R> {
                 labels: has_labels.then_some(merged.labels),
                 first_line: lines.first().copied().unwrap_or(self.line_no),
                 lines,
+                meta,
             })),
             Err(e) => self.fail(e),
         }

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::binning::BinnedMatrix;
 use crate::error::ForestError;
 use crate::predict::Predictor;
-use crate::rng::{tree_seed, Rng};
 use crate::train::{build_tree, Criterion, TrainData, TreeParams};
 use crate::tree::{argmax, Tree};
+use fedids_rng::{tree_seed, Rng};
 
 /// How many features each split considers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -609,7 +609,7 @@ impl Dedup {
 
 fn mix(h: u64, v: u64) -> u64 {
     let mut s = h ^ v.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    crate::rng::splitmix64(&mut s)
+    fedids_rng::splitmix64(&mut s)
 }
 
 /// Per-row sample counts for one tree.

@@ -37,7 +37,6 @@ mod forest;
 mod metrics;
 pub mod model;
 mod predict;
-mod rng;
 mod train;
 mod tree;
 

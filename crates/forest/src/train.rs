@@ -4,8 +4,8 @@ use fedids_data::FeatureMatrix;
 use serde::{Deserialize, Serialize};
 
 use crate::binning::{midpoint, BinnedMatrix};
-use crate::rng::Rng;
 use crate::tree::{Node, Tree, LEAF};
+use fedids_rng::Rng;
 
 /// Node impurity measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,9 +1,16 @@
 //! One module per subcommand, plus the input and model plumbing they share.
 
 mod demo;
+mod detect;
 mod eval;
+mod experiment;
 mod inspect;
+mod intel;
 mod predict;
+mod report;
+mod respond;
+mod simulate;
+mod taxii;
 mod train;
 
 use std::path::Path;
@@ -21,10 +28,16 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(a, quiet),
         Command::Eval(a) => eval::run(a, quiet),
         Command::Predict(a) => predict::run(a, quiet),
+        Command::Detect(a) => detect::run(a, quiet),
+        Command::Intel { command } => intel::run(command),
+        Command::Taxii { command } => taxii::run(command, quiet),
+        Command::Respond(a) => respond::run(a),
         Command::Model {
             command: ModelCommand::Inspect { model, json },
         } => inspect::run(&model, json),
         Command::Demo(a) => demo::run(a, quiet),
+        Command::Simulate(a) => simulate::run(a, quiet),
+        Command::Experiment(a) => experiment::run(a, quiet),
     }
 }
 
@@ -52,6 +65,8 @@ fn format_spec(input: &InputArgs) -> Result<Option<FormatSpec>> {
     };
     Ok(match (input.format, csv_schema) {
         (Some(FormatName::Csv) | None, Some(s)) => Some(FormatSpec::Csv(s)),
+        (Some(FormatName::ZeekConn), None) => Some(FormatSpec::ZeekConn),
+        (Some(FormatName::Cicflowmeter), None) => Some(FormatSpec::Csv(CsvSchema::cicflowmeter())),
         (Some(FormatName::Csv), None) => {
             bail!("--format csv needs --schema FILE (a TOML file naming the label column and benign values)")
         }
@@ -74,6 +89,8 @@ fn format_name(f: FormatName) -> &'static str {
         FormatName::Kdd99 => "kdd99",
         FormatName::UnswNb15 => "unsw-nb15",
         FormatName::Csv => "csv",
+        FormatName::ZeekConn => "zeek-conn",
+        FormatName::Cicflowmeter => "cicflowmeter",
     }
 }
 

@@ -990,3 +990,26 @@ proptest! {
         prop_assert_eq!(labels, whole.y);
     }
 }
+
+#[test]
+fn nsl_kdd_attack_names_are_learned_sorted_after_normal() {
+    let text = lines(&[
+        nsl(&[(42, "smurf")]),
+        nsl(&[]),
+        nsl(&[(42, "neptune")]),
+        nsl(&[(42, "smurf")]),
+    ]);
+    let ds = parse(&text, &opts(Task::AttackName));
+    assert_eq!(ds.schema.task, Task::AttackName);
+    assert_eq!(ds.schema.classes, ["normal", "neptune", "smurf"]);
+    assert_eq!(ds.y, [2, 0, 1, 2]);
+    // Evaluation with the learned schema: a name unseen in training is unmapped.
+    let test = lines(&[nsl(&[(42, "neptune")]), nsl(&[(42, "satan")])]);
+    let e = parse_bytes_with_schema("t.txt", test.as_bytes(), &ds.schema, &opts(Task::Binary))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("label 'satan' does not map to a attack-name class"),
+        "{e}"
+    );
+}

@@ -1,0 +1,160 @@
+//! End-to-end detection throughput: flows scored per second from a file, with a 100-tree model
+//! trained here on NSL-KDD (KDDTrain+, multiclass), against a reference in the same process: the
+//! raw predictor on the same rows preloaded as one matrix.
+//!
+//! The file is KDDTrain+ repeated `N_COPIES` times (about 500,000 flows). End to end means:
+//! read the file, parse and encode it in batches (`BatchReader`), score (`Predictor`), raise and
+//! group alerts (`Detector`) and serialise them as EVE JSON lines (to a sink). Two variants:
+//! sequential, and pipelined (one thread parses the next batch while the pool scores this one),
+//! which is what `fedids detect` does.
+//!
+//! Run with `cargo bench -p fedids-detect --bench detect`; the thread count is rayon's
+//! (`RAYON_NUM_THREADS`, default all cores).
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use fedids_data::{load_path, BatchReader, LoadOptions, Task};
+use fedids_detect::{DetectConfig, Detector, Timestamp};
+use fedids_forest::{Forest, ForestParams};
+
+const N_COPIES: usize = 4;
+const BATCH_ROWS: usize = 8192;
+const N_RUNS: usize = 3;
+
+fn dataset(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/datasets"
+    ))
+    .join(rel)
+}
+
+fn main() {
+    let train_path = dataset("nsl-kdd/KDDTrain+.txt");
+    let train = load_path(&train_path, &LoadOptions::new(Task::Multiclass)).expect("KDDTrain+");
+    let params = ForestParams {
+        n_trees: 100,
+        ..ForestParams::default()
+    };
+    let t = Instant::now();
+    let forest =
+        Forest::fit(&train.x, &train.y, train.schema.clone(), &params, &|| ()).expect("fit");
+    eprintln!("trained 100 trees in {:.1} s", t.elapsed().as_secs_f64());
+
+    let bytes = std::fs::read(&train_path).expect("read");
+    let path = std::env::temp_dir().join(format!("fedids-detect-bench-{}.txt", std::process::id()));
+    {
+        let mut f = File::create(&path).expect("create");
+        for _ in 0..N_COPIES {
+            f.write_all(&bytes).expect("write");
+        }
+    }
+    let n_flows = train.x.n_rows() * N_COPIES;
+    let threads = rayon::current_num_threads();
+    println!("{n_flows} flows, 100 trees, {threads} threads, batches of {BATCH_ROWS}");
+
+    let predictor = forest.predictor();
+    // Reference: the predictor alone on the preloaded rows (same count of rows).
+    let reference = best(|| {
+        for _ in 0..N_COPIES {
+            std::hint::black_box(predictor.predict_proba(&train.x).expect("predict"));
+        }
+    });
+    let config = DetectConfig {
+        min_probability: 0.0,
+        window_secs: 60,
+        model_sha256: "bench".into(),
+    };
+    let sequential = best(|| {
+        let reader = BatchReader::new(
+            "bench",
+            BufReader::with_capacity(1 << 20, File::open(&path).expect("open")),
+            forest.schema(),
+            BATCH_ROWS,
+        )
+        .expect("reader");
+        let mut detector = Detector::new(&forest.schema().classes, config.clone());
+        let mut sink = std::io::sink();
+        for batch in reader {
+            let batch = batch.expect("batch");
+            let proba = predictor.predict_proba(&batch.x).expect("predict");
+            for a in detector
+                .process(&batch, &proba, Timestamp(0))
+                .expect("process")
+            {
+                serde_json::to_writer(&mut sink, &a).expect("write");
+            }
+        }
+        assert_eq!(detector.n_flows() as usize, n_flows);
+    });
+    let mut n_alerts = 0;
+    let mut n_incidents = 0;
+    let pipelined = best(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let reader_path = path.clone();
+        let schema = forest.schema().clone();
+        let parser = std::thread::spawn(move || {
+            let reader = BatchReader::new(
+                "bench",
+                BufReader::with_capacity(1 << 20, File::open(&reader_path).expect("open")),
+                &schema,
+                BATCH_ROWS,
+            )
+            .expect("reader");
+            for batch in reader {
+                if tx.send(batch.expect("batch")).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut detector = Detector::new(&forest.schema().classes, config.clone());
+        let mut sink = std::io::sink();
+        for batch in rx {
+            let proba = predictor.predict_proba(&batch.x).expect("predict");
+            for a in detector
+                .process(&batch, &proba, Timestamp(0))
+                .expect("process")
+            {
+                serde_json::to_writer(&mut sink, &a).expect("write");
+            }
+        }
+        parser.join().expect("parser thread");
+        n_alerts = detector.n_alerts();
+        n_incidents = detector.finish().len();
+    });
+    let _ = std::fs::remove_file(&path);
+    let rate = |secs: f64| n_flows as f64 / secs;
+    println!("alerts {n_alerts}, incidents {n_incidents}");
+    println!(
+        "reference: predictor on a preloaded matrix  {:>12.0} flows/s  ({:.3} s)",
+        rate(reference),
+        reference
+    );
+    println!(
+        "end to end, sequential                     {:>12.0} flows/s  ({:.3} s)  {:.2}x the reference",
+        rate(sequential),
+        sequential,
+        reference / sequential
+    );
+    println!(
+        "end to end, pipelined (fedids detect)      {:>12.0} flows/s  ({:.3} s)  {:.2}x the reference",
+        rate(pipelined),
+        pipelined,
+        reference / pipelined
+    );
+    println!("target: 1,000,000 flows/s end to end");
+}
+
+/// The fastest of `N_RUNS` runs, in seconds.
+fn best(mut run: impl FnMut()) -> f64 {
+    (0..N_RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            run();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}

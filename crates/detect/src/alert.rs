@@ -1,0 +1,170 @@
+//! Flows and EVE alert records.
+
+use std::net::IpAddr;
+
+use fedids_data::FlowMeta;
+use serde::{Deserialize, Serialize};
+
+use crate::threat::ThreatKind;
+use crate::time::Timestamp;
+
+/// Alert signature ids are `SIGNATURE_ID_BASE + class index`: a block of the local range that
+/// Suricata leaves to site rules, so ids never clash with published rule sets.
+pub const SIGNATURE_ID_BASE: u32 = 9_100_000;
+
+/// The identity of one scored flow, interpreted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    /// When the flow started: from the file, or the scoring time when the file has none.
+    pub timestamp: Timestamp,
+    /// The originator.
+    pub src_ip: Option<IpAddr>,
+    /// The originator's port.
+    pub src_port: Option<u16>,
+    /// The responder.
+    pub dest_ip: Option<IpAddr>,
+    /// The responder's port.
+    pub dest_port: Option<u16>,
+    /// Upper-case protocol name as Suricata writes it (`TCP`, `UDP`, `ICMP`, ...).
+    pub proto: Option<String>,
+    /// 1-based line of the flow in its file.
+    pub line: usize,
+}
+
+/// A protocol as Suricata names it: IANA numbers 1, 6, 17 and 58 become `ICMP`, `TCP`, `UDP`
+/// and `IPv6-ICMP`; names are upper-cased.
+pub fn normalize_proto(text: &str) -> String {
+    match text.trim() {
+        "1" => "ICMP".to_string(),
+        "6" => "TCP".to_string(),
+        "17" => "UDP".to_string(),
+        "58" => "IPv6-ICMP".to_string(),
+        other if other.eq_ignore_ascii_case("ipv6-icmp") || other.eq_ignore_ascii_case("icmp6") => {
+            "IPv6-ICMP".to_string()
+        }
+        other => other.to_ascii_uppercase(),
+    }
+}
+
+impl Flow {
+    /// Interprets a row's identity. Unparseable addresses, ports or timestamps count as absent
+    /// (they are not model inputs, so a bad one must not stop detection); `fallback` stands in
+    /// for a missing timestamp.
+    pub fn from_meta(meta: &FlowMeta<'_>, fallback: Timestamp, line: usize) -> Flow {
+        Flow {
+            timestamp: meta
+                .timestamp
+                .and_then(Timestamp::parse)
+                .unwrap_or(fallback),
+            src_ip: meta.src_ip.and_then(|s| s.trim().parse().ok()),
+            src_port: meta.src_port.and_then(|s| s.trim().parse().ok()),
+            dest_ip: meta.dest_ip.and_then(|s| s.trim().parse().ok()),
+            dest_port: meta.dest_port.and_then(|s| s.trim().parse().ok()),
+            proto: meta.proto.map(normalize_proto),
+            line,
+        }
+    }
+}
+
+/// One EVE `alert` record, following Suricata's field names where they apply, plus a `fedids`
+/// object with what a model-based detector knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EveAlert {
+    /// Flow start, `2017-07-07T15:30:00.000000+0000`.
+    pub timestamp: String,
+    /// Always `alert`.
+    pub event_type: String,
+    /// The originator.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub src_ip: Option<IpAddr>,
+    /// The originator's port.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub src_port: Option<u16>,
+    /// The responder.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dest_ip: Option<IpAddr>,
+    /// The responder's port.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dest_port: Option<u16>,
+    /// The protocol, upper case.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub proto: Option<String>,
+    /// Suricata's `alert` object.
+    pub alert: EveAlertBody,
+    /// What fedids adds.
+    pub fedids: EveFedids,
+}
+
+/// Suricata's `alert` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EveAlertBody {
+    /// `allowed`: fedids observes, it does not block (see `fedids respond`).
+    pub action: String,
+    /// Generator id: 1, as for rule-based alerts.
+    pub gid: u32,
+    /// [`SIGNATURE_ID_BASE`] + class index.
+    pub signature_id: u32,
+    /// Revision: 1.
+    pub rev: u32,
+    /// `FEDIDS ML <class> (<threat kind>)`.
+    pub signature: String,
+    /// The Suricata classification description.
+    pub category: String,
+    /// 1 (high) to 3 (low).
+    pub severity: u8,
+}
+
+/// The fedids part of an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EveFedids {
+    /// The predicted class.
+    pub class: String,
+    /// Its probability (mean over trees).
+    pub probability: f32,
+    /// The threat kind of the class.
+    pub threat: ThreatKind,
+    /// SHA-256 of the model file.
+    pub model_sha256: String,
+    /// The incident the alert belongs to.
+    pub incident_id: String,
+    /// 1-based line of the flow in its input.
+    pub line: usize,
+}
+
+/// Builds the EVE record of a flow predicted as `class` (index `class_idx`).
+pub fn eve_alert(
+    flow: &Flow,
+    class: &str,
+    class_idx: u32,
+    probability: f32,
+    model_sha256: &str,
+    incident_id: &str,
+) -> EveAlert {
+    let threat = ThreatKind::of_class(class);
+    EveAlert {
+        timestamp: flow.timestamp.eve(),
+        event_type: "alert".to_string(),
+        src_ip: flow.src_ip,
+        src_port: flow.src_port,
+        dest_ip: flow.dest_ip,
+        dest_port: flow.dest_port,
+        proto: flow.proto.clone(),
+        alert: EveAlertBody {
+            action: "allowed".to_string(),
+            gid: 1,
+            signature_id: SIGNATURE_ID_BASE + class_idx,
+            rev: 1,
+            signature: format!("FEDIDS ML {class} ({})", threat.title()),
+            category: threat.category().to_string(),
+            severity: threat.severity(),
+        },
+        fedids: EveFedids {
+            class: class.to_string(),
+            probability,
+            threat,
+            model_sha256: model_sha256.to_string(),
+            incident_id: incident_id.to_string(),
+            line: flow.line,
+        },
+    }
+}

@@ -1,0 +1,169 @@
+use super::*;
+use fedids_data::{parse_bytes, BatchReader, LoadOptions, Task};
+
+const ZEEK: &str = "#separator \\x09\n#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\tmissed_bytes\thistory\torig_pkts\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\tlabel\n";
+
+fn row(ts: &str, src: &str, dst: &str, port: u16, label: &str) -> String {
+    format!(
+        "{ts}\tC\t{src}\t5000\t{dst}\t{port}\ttcp\t-\t1\t1\t1\tS0\t0\tS\t1\t40\t0\t0\t{label}\n"
+    )
+}
+
+fn batch(rows: &[String]) -> (Vec<String>, fedids_data::Batch) {
+    let train = format!(
+        "{ZEEK}{}{}",
+        row("1", "10.0.0.1", "10.0.0.2", 80, "benign"),
+        row("2", "10.0.0.3", "10.0.0.2", 22, "DoS")
+    );
+    let ds = parse_bytes(
+        "train.log",
+        train.as_bytes(),
+        &LoadOptions::new(Task::Multiclass),
+    )
+    .unwrap();
+    let live = format!("{ZEEK}{}", rows.concat());
+    let b = BatchReader::new("live.log", live.as_bytes(), &ds.schema, 1000)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    (ds.schema.classes, b)
+}
+
+fn config(window_secs: u64) -> DetectConfig {
+    DetectConfig {
+        min_probability: 0.5,
+        window_secs,
+        model_sha256: "0123".into(),
+    }
+}
+
+#[test]
+fn eve_records() {
+    let (classes, b) = batch(&[
+        row("1500000000.25", "203.0.113.7", "192.0.2.1", 80, "-"),
+        row("1500000001", "203.0.113.8", "192.0.2.1", 80, "-"),
+    ]);
+    let mut d = Detector::new(&classes, config(60));
+    // Row 0 is DoS, row 1 benign.
+    let alerts = d.process(&b, &[0.2, 0.8, 0.9, 0.1], Timestamp(0)).unwrap();
+    assert_eq!(alerts.len(), 1);
+    let json = serde_json::to_string_pretty(&alerts[0]).unwrap();
+    expect_test::expect![[r#"
+        {
+          "timestamp": "2017-07-14T02:40:00.250000+0000",
+          "event_type": "alert",
+          "src_ip": "203.0.113.7",
+          "src_port": 5000,
+          "dest_ip": "192.0.2.1",
+          "dest_port": 80,
+          "proto": "TCP",
+          "alert": {
+            "action": "allowed",
+            "gid": 1,
+            "signature_id": 9100001,
+            "rev": 1,
+            "signature": "FEDIDS ML DoS (denial of service)",
+            "category": "Attempted Denial of Service",
+            "severity": 2
+          },
+          "fedids": {
+            "class": "DoS",
+            "probability": 0.8,
+            "threat": "denial-of-service",
+            "model_sha256": "0123",
+            "incident_id": "686a408b-5b90-5005-98ee-a75d31c5bccb",
+            "line": 3
+          }
+        }"#]]
+    .assert_eq(&json);
+    assert_eq!(d.n_flows(), 2);
+    assert_eq!(d.n_alerts(), 1);
+}
+
+#[test]
+fn low_probability_and_bad_shapes() {
+    let (classes, b) = batch(&[row("1", "203.0.113.7", "192.0.2.1", 80, "-")]);
+    let mut d = Detector::new(&classes, config(60));
+    assert!(d.process(&b, &[0.45, 0.55], Timestamp(0)).unwrap().len() == 1);
+    let mut strict = Detector::new(
+        &classes,
+        DetectConfig {
+            min_probability: 0.9,
+            ..config(60)
+        },
+    );
+    assert!(strict
+        .process(&b, &[0.45, 0.55], Timestamp(0))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        d.process(&b, &[1.0], Timestamp(0)).unwrap_err().to_string(),
+        "expected 2 probabilities (1 rows x 2 classes), found 1"
+    );
+}
+
+#[test]
+fn one_flood_is_one_incident() {
+    let mut rows = Vec::new();
+    for i in 0..500 {
+        rows.push(row(
+            &format!("{}", 1000 + i / 10),
+            "203.0.113.7",
+            "192.0.2.1",
+            80 + (i % 3) as u16,
+            "-",
+        ));
+    }
+    // The same source, later than the window: a second incident.
+    rows.push(row("2000", "203.0.113.7", "192.0.2.1", 80, "-"));
+    // Another source.
+    rows.push(row("1001", "198.51.100.1", "192.0.2.1", 80, "-"));
+    let (classes, b) = batch(&rows);
+    let proba: Vec<f32> = (0..rows.len()).flat_map(|_| [0.0, 1.0]).collect();
+    let mut d = Detector::new(&classes, config(60));
+    let alerts = d.process(&b, &proba, Timestamp(0)).unwrap();
+    assert_eq!(alerts.len(), 502);
+    let incidents = d.finish();
+    assert_eq!(incidents.len(), 3);
+    let flood = &incidents[0];
+    assert_eq!(flood.n_alerts, 500);
+    assert_eq!(flood.dest_ports, [80, 81, 82]);
+    assert_eq!(flood.protos, ["TCP"]);
+    assert_eq!(flood.first_seen, Timestamp::from_secs(1000));
+    assert_eq!(flood.last_seen, Timestamp::from_secs(1049));
+    assert_eq!(alerts[0].fedids.incident_id, flood.id);
+    assert_eq!(incidents[1].src_ip.unwrap().to_string(), "198.51.100.1");
+    assert_eq!(incidents[2].first_seen, Timestamp::from_secs(2000));
+
+    // Incidents round-trip through JSON lines.
+    let text: String = incidents
+        .iter()
+        .map(|i| serde_json::to_string(i).unwrap() + "\n")
+        .collect();
+    assert_eq!(parse_incidents("i.jsonl", &text).unwrap(), incidents);
+    let e = parse_incidents("i.jsonl", &format!("{text}{{\"id\": 3}}\n")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "i.jsonl:4:8: expected an incident as JSON, invalid type: integer `3`, expected a string"
+    );
+}
+
+#[test]
+fn flows_without_identity_use_the_given_time() {
+    let nsl = b"0,tcp,private,S0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,123,6,1.00,1.00,0.00,0.00,0.05,0.07,0.00,255,26,0.10,0.05,0.00,0.00,1.00,1.00,0.00,0.00,neptune,21\n";
+    let ds = parse_bytes("t.txt", nsl, &LoadOptions::new(Task::Binary)).unwrap();
+    let b = BatchReader::new("t.txt", &nsl[..], &ds.schema, 8)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let mut d = Detector::new(&ds.schema.classes, config(60));
+    let alerts = d
+        .process(&b, &[0.0, 1.0], Timestamp::from_secs(86_400))
+        .unwrap();
+    assert_eq!(alerts[0].timestamp, "1970-01-02T00:00:00.000000+0000");
+    assert_eq!(alerts[0].src_ip, None);
+    let json = serde_json::to_string(&alerts[0]).unwrap();
+    assert!(!json.contains("src_ip"), "{json}");
+}

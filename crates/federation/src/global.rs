@@ -1,0 +1,288 @@
+//! The merged model: a forest and how its trees vote.
+
+use std::fmt;
+use std::str::FromStr;
+
+use fedids_data::FeatureMatrix;
+use fedids_forest::{argmax_class, Forest};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::FederationError;
+use crate::merge::TreeRef;
+
+/// How the trees of a global model combine into one prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Voting {
+    /// `soft`: the class with the highest mean leaf probability (the forest default).
+    Soft,
+    /// `sv`: simple majority of the trees' hard votes.
+    Simple,
+    /// `wv`: each tree's hard vote for class `c` weighs the tree's accuracy on `c` times its mean
+    /// per-class accuracy (the published WV).
+    Weighted,
+}
+
+impl fmt::Display for Voting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Voting::Soft => "soft",
+            Voting::Simple => "sv",
+            Voting::Weighted => "wv",
+        })
+    }
+}
+
+impl FromStr for Voting {
+    type Err = FederationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "soft" => Ok(Voting::Soft),
+            "sv" => Ok(Voting::Simple),
+            "wv" => Ok(Voting::Weighted),
+            _ => Err(FederationError::Spec {
+                what: "voting",
+                found: s.to_string(),
+                expected: "expected 'sv', 'wv' or 'soft'".to_string(),
+            }),
+        }
+    }
+}
+
+/// A merged forest with its voting rule.
+///
+/// Invariant: under [`Voting::Weighted`], `class_weights` holds one row of `n_classes` finite,
+/// non-negative weights per tree; otherwise it is empty. `sources` names each tree's origin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlobalModel {
+    forest: Forest,
+    voting: Voting,
+    class_weights: Vec<Vec<f64>>,
+    sources: Vec<TreeRef>,
+    gating: Option<Gating>,
+}
+
+/// A mixture of site experts: which site's traffic a row resembles, from where every site's
+/// training rows fall in every tree.
+///
+/// For a row, each tree gives the share of each site among the training rows in the row's leaf;
+/// the mean over trees is the gate `g(s | x)`. The prediction is `sum_s g(s | x) * P_s(c | x)`,
+/// where `P_s` is the mean leaf probability of the trees of site `s`.
+///
+/// Invariant: `leaf_site_share[t]` holds `n_leaves(t) * n_experts` finite values; every
+/// `expert_of_tree` is `< n_experts` and every expert owns at least one tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gating {
+    n_experts: usize,
+    expert_of_tree: Vec<usize>,
+    leaf_site_share: Vec<Vec<f32>>,
+}
+
+impl GlobalModel {
+    /// Checks and assembles a model. `class_weights` must be empty unless `voting` is
+    /// [`Voting::Weighted`], and then hold one row of `n_classes` weights per tree.
+    pub fn new(
+        forest: Forest,
+        voting: Voting,
+        class_weights: Vec<Vec<f64>>,
+        sources: Vec<TreeRef>,
+    ) -> Result<GlobalModel, FederationError> {
+        let n_trees = forest.trees().len();
+        let n_classes = forest.n_classes();
+        let bad = |m: String| Err(FederationError::InvalidInput(m));
+        if sources.len() != n_trees {
+            return bad(format!("{} sources for {n_trees} trees", sources.len()));
+        }
+        match voting {
+            Voting::Weighted => {
+                if class_weights.len() != n_trees {
+                    return bad(format!(
+                        "{} rows of vote weights for {n_trees} trees",
+                        class_weights.len()
+                    ));
+                }
+                if let Some((t, w)) = class_weights.iter().enumerate().find(|(_, w)| {
+                    w.len() != n_classes || w.iter().any(|v| !v.is_finite() || *v < 0.0)
+                }) {
+                    return bad(format!(
+                        "tree {t} has vote weights {w:?}, expected {n_classes} finite non-negative values"
+                    ));
+                }
+            }
+            _ => {
+                if !class_weights.is_empty() {
+                    return bad(format!("vote weights given for {voting} voting"));
+                }
+            }
+        }
+        Ok(GlobalModel {
+            forest,
+            voting,
+            class_weights,
+            sources,
+            gating: None,
+        })
+    }
+
+    /// A soft-voting model whose trees are gated by site (see [`Gating`]). `expert_of_tree[t]` is
+    /// the expert (site position) owning tree `t`; `leaf_site_share[t][leaf * n_experts + s]` is
+    /// the share of site `s` among the training rows in that leaf.
+    pub fn with_gating(
+        forest: Forest,
+        sources: Vec<TreeRef>,
+        n_experts: usize,
+        expert_of_tree: Vec<usize>,
+        leaf_site_share: Vec<Vec<f32>>,
+    ) -> Result<GlobalModel, FederationError> {
+        let mut model = GlobalModel::new(forest, Voting::Soft, Vec::new(), sources)?;
+        let trees = model.forest.trees();
+        let bad = |m: String| Err(FederationError::InvalidInput(m));
+        if expert_of_tree.len() != trees.len() || leaf_site_share.len() != trees.len() {
+            return bad(format!(
+                "gating for {} and {} trees, the forest has {}",
+                expert_of_tree.len(),
+                leaf_site_share.len(),
+                trees.len()
+            ));
+        }
+        let mut owns = vec![false; n_experts];
+        for (t, (&e, share)) in expert_of_tree.iter().zip(&leaf_site_share).enumerate() {
+            match owns.get_mut(e) {
+                Some(o) => *o = true,
+                None => return bad(format!("tree {t} belongs to expert {e} of {n_experts}")),
+            }
+            if share.len() != trees[t].n_leaves() * n_experts
+                || share.iter().any(|v| !v.is_finite())
+            {
+                return bad(format!("tree {t}: gating table of {} values", share.len()));
+            }
+        }
+        if owns.iter().any(|o| !o) {
+            return bad("an expert owns no tree".to_string());
+        }
+        model.gating = Some(Gating {
+            n_experts,
+            expert_of_tree,
+            leaf_site_share,
+        });
+        Ok(model)
+    }
+
+    /// The site gating, for a mixture of site experts.
+    pub fn gating(&self) -> Option<&Gating> {
+        self.gating.as_ref()
+    }
+
+    /// The merged forest (its own [`Forest::predict`] is soft voting).
+    pub fn forest(&self) -> &Forest {
+        &self.forest
+    }
+
+    /// How the trees vote.
+    pub fn voting(&self) -> Voting {
+        self.voting
+    }
+
+    /// Per tree, per class vote weights (empty unless [`Voting::Weighted`]).
+    pub fn class_weights(&self) -> &[Vec<f64>] {
+        &self.class_weights
+    }
+
+    /// Where each tree came from, in forest order.
+    pub fn sources(&self) -> &[TreeRef] {
+        &self.sources
+    }
+
+    /// The number of trees.
+    pub fn n_trees(&self) -> usize {
+        self.forest.trees().len()
+    }
+
+    /// The predicted class of each row (lowest class index on ties).
+    pub fn predict(&self, x: &FeatureMatrix) -> Result<Vec<u32>, FederationError> {
+        let context = "predicting with the global model";
+        if let Some(g) = &self.gating {
+            return self.predict_gated(g, x);
+        }
+        match self.voting {
+            Voting::Soft => self
+                .forest
+                .predict(x)
+                .map_err(FederationError::forest(context)),
+            Voting::Simple | Voting::Weighted => {
+                let votes = self
+                    .forest
+                    .tree_predictions(x)
+                    .map_err(FederationError::forest(context))?;
+                Ok(self.tally(&votes, x.n_rows()))
+            }
+        }
+    }
+
+    fn predict_gated(&self, g: &Gating, x: &FeatureMatrix) -> Result<Vec<u32>, FederationError> {
+        let nf = self.forest.schema().features.len();
+        if x.n_features() != nf {
+            return Err(FederationError::InvalidInput(format!(
+                "input has {} features but the model expects {nf}",
+                x.n_features()
+            )));
+        }
+        let c = self.forest.n_classes();
+        let e = g.n_experts;
+        let trees = self.forest.trees();
+        let mut n_trees_of = vec![0f32; e];
+        for &o in &g.expert_of_tree {
+            n_trees_of[o] += 1.0;
+        }
+        let rows = x.to_row_major();
+        Ok(rows
+            .par_chunks(nf.max(1))
+            .map(|row| {
+                let mut gate = vec![0f32; e];
+                let mut expert = vec![0f32; e * c];
+                for (t, tree) in trees.iter().enumerate() {
+                    let leaf = tree.leaf_of(row);
+                    let share = &g.leaf_site_share[t][leaf * e..(leaf + 1) * e];
+                    for (a, &v) in gate.iter_mut().zip(share) {
+                        *a += v;
+                    }
+                    let o = g.expert_of_tree[t];
+                    for (a, &p) in expert[o * c..(o + 1) * c]
+                        .iter_mut()
+                        .zip(tree.predict_proba_row(row))
+                    {
+                        *a += p;
+                    }
+                }
+                let mut proba = vec![0f32; c];
+                for s in 0..e {
+                    let w = gate[s] / n_trees_of[s];
+                    for (p, &v) in proba.iter_mut().zip(&expert[s * c..(s + 1) * c]) {
+                        *p += w * v;
+                    }
+                }
+                argmax_class(&proba) as u32
+            })
+            .collect())
+    }
+
+    /// Hard votes `[tree][row]` tallied into one class per row.
+    fn tally(&self, votes: &[Vec<u32>], n_rows: usize) -> Vec<u32> {
+        let c = self.forest.n_classes();
+        (0..n_rows)
+            .into_par_iter()
+            .map(|r| {
+                let mut acc = vec![0.0f32; c];
+                for (t, tree_votes) in votes.iter().enumerate() {
+                    let class = tree_votes[r] as usize;
+                    let w = match self.voting {
+                        Voting::Weighted => self.class_weights[t][class] as f32,
+                        _ => 1.0,
+                    };
+                    acc[class] += w;
+                }
+                argmax_class(&acc) as u32
+            })
+            .collect()
+    }
+}
