@@ -68,6 +68,9 @@ const SMALL_NODE: usize = 32;
 /// Candidate features evaluated together in one pass over a node's rows.
 const BATCH: usize = 8;
 
+/// Above this many rows, batched histogram passes skip per-row range tracking.
+const SCAN_RANGE_ABOVE: usize = 512;
+
 /// Interleaved histogram copies for large nodes (a power of two).
 const HIST_COPIES: usize = 4;
 
@@ -372,6 +375,9 @@ impl Builder<'_, '_> {
         let mut lo = [u8::MAX; BATCH];
         let mut hi = [0u8; BATCH];
         let samples = &self.samples[start..end];
+        // Large nodes find each feature's occupied bin range afterwards, by scanning the 256
+        // bins once, instead of tracking it for every row.
+        let track_range = samples.len() <= SCAN_RANGE_ABOVE;
         macro_rules! fill {
             ($m:literal, $counts:literal) => {{
                 let cols: &[&[u8]; $m] = cols.try_into().expect("batch length");
@@ -379,8 +385,10 @@ impl Builder<'_, '_> {
                     let w = s.weight as f64;
                     for k in 0..$m {
                         let b = cols[k][s.row as usize];
-                        lo[k] = lo[k].min(b);
-                        hi[k] = hi[k].max(b);
+                        if track_range {
+                            lo[k] = lo[k].min(b);
+                            hi[k] = hi[k].max(b);
+                        }
                         let at = k * stride + b as usize * c1;
                         hist[at + s.class as usize] += w;
                         if $counts {
@@ -409,7 +417,15 @@ impl Builder<'_, '_> {
             (n, _) => unreachable!("fill_batch is called with 2..={BATCH} features, got {n}"),
         }
         for (k, range) in ranges.iter_mut().enumerate().take(batch.len()) {
-            *range = (lo[k], hi[k]);
+            *range = if track_range {
+                (lo[k], hi[k])
+            } else {
+                let bins = &hist[k * stride..(k + 1) * stride];
+                let occupied = |b: &usize| bins[b * c1..b * c1 + c].iter().any(|&v| v > 0.0);
+                let first = (0..256).find(occupied).unwrap_or(0);
+                let last = (0..256).rev().find(occupied).unwrap_or(first);
+                (first as u8, last as u8)
+            };
         }
     }
 
