@@ -447,8 +447,9 @@ pub struct TaxiiServeArgs {
     /// The user name clients authenticate with.
     #[arg(long)]
     pub user: String,
-    /// The password clients authenticate with.
-    #[arg(long)]
+    /// The password clients authenticate with. Prefer the environment variable: a command-line
+    /// argument is visible to every user of the machine.
+    #[arg(long, env = "FEDIDS_TAXII_PASSWORD", hide_env_values = true)]
     pub password: String,
     /// The server's title in discovery.
     #[arg(long, default_value = "fedids TAXII server")]
