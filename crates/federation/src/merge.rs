@@ -438,16 +438,8 @@ struct Candidate {
 
 const STREAM_WEIGHTED: u64 = 4;
 
-/// Merges site forests into a global model.
-///
-/// Pure: the result depends only on the sites (as a set: their order does not matter), the
-/// scores, the strategy and `seed` (used by `weighted:K` only).
-pub fn merge(
-    sites: &[SiteModel],
-    scores: &ScoreTable,
-    strategy: &MergeStrategy,
-    seed: u64,
-) -> Result<GlobalModel, FederationError> {
+/// The sites in id order; an error if there are none or a site offers two forests.
+pub(crate) fn sites_by_id(sites: &[SiteModel]) -> Result<Vec<&SiteModel>, FederationError> {
     let mut sorted: Vec<&SiteModel> = sites.iter().collect();
     sorted.sort_by_key(|s| s.site);
     if sorted.is_empty() {
@@ -461,6 +453,20 @@ pub fn merge(
             w[0].site
         )));
     }
+    Ok(sorted)
+}
+
+/// Merges site forests into a global model.
+///
+/// Pure: the result depends only on the sites (as a set: their order does not matter), the
+/// scores, the strategy and `seed` (used by `weighted:K` only).
+pub fn merge(
+    sites: &[SiteModel],
+    scores: &ScoreTable,
+    strategy: &MergeStrategy,
+    seed: u64,
+) -> Result<GlobalModel, FederationError> {
+    let sorted = sites_by_id(sites)?;
     if *strategy == MergeStrategy::Experts {
         return Err(FederationError::InvalidInput(
             "experts needs every site's leaf counts: use merge_experts".to_string(),

@@ -182,19 +182,7 @@ pub fn merge_experts(
     sites: &[SiteModel],
     counts: &LeafCountTable,
 ) -> Result<GlobalModel, FederationError> {
-    let mut sorted: Vec<&SiteModel> = sites.iter().collect();
-    sorted.sort_by_key(|s| s.site);
-    if sorted.is_empty() {
-        return Err(FederationError::InvalidInput(
-            "no site forests to merge".to_string(),
-        ));
-    }
-    if let Some(w) = sorted.windows(2).find(|w| w[0].site == w[1].site) {
-        return Err(FederationError::InvalidInput(format!(
-            "{} offers more than one forest",
-            w[0].site
-        )));
-    }
+    let sorted = crate::merge::sites_by_id(sites)?;
     let e = sorted.len();
     let mut expert_of_tree = Vec::new();
     let mut shares = Vec::new();

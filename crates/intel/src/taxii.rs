@@ -623,47 +623,26 @@ fn with_date_headers(mut resp: Response, items: &[&Entry]) -> Response {
     resp
 }
 
-async fn get_objects(
-    State(state): State<AppState>,
-    UrlPath(id): UrlPath<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+/// The paged envelope shared by the objects, object and manifest endpoints: the collection
+/// check, filters, paging, `more`/`next`, and the date headers. `render` turns one stored entry
+/// into a listed object. With `required` set, an empty selection is a 404 naming that object.
+fn paged(
+    state: &AppState,
+    id: &str,
+    q: &BTreeMap<String, String>,
+    required: Option<&str>,
+    render: impl Fn(&Entry) -> Value,
 ) -> Response {
-    if let Err(r) = check_collection(&id) {
+    if let Err(r) = check_collection(id) {
         return *r;
     }
-    let f = match parse_filter(&q) {
+    let f = match parse_filter(q) {
         Ok(f) => f,
         Err(r) => return *r,
     };
     let store = state.store();
     let selected = select(&store.entries, &f);
-    let (items, more, next) = page(&selected, &f);
-    let mut body = json!({ "more": more });
-    if let Some(next) = next {
-        body["next"] = json!(next);
-    }
-    if !items.is_empty() {
-        body["objects"] = Value::Array(items.iter().map(|e| e.object.clone()).collect());
-    }
-    with_date_headers(taxii_json(StatusCode::OK, body), &items)
-}
-
-async fn get_object(
-    State(state): State<AppState>,
-    UrlPath((id, object)): UrlPath<(String, String)>,
-    Query(mut q): Query<BTreeMap<String, String>>,
-) -> Response {
-    if let Err(r) = check_collection(&id) {
-        return *r;
-    }
-    q.insert("match[id]".to_string(), object.clone());
-    let f = match parse_filter(&q) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
-    let store = state.store();
-    let selected = select(&store.entries, &f);
-    if selected.is_empty() {
+    if let (Some(object), true) = (required, selected.is_empty()) {
         return taxii_error(
             StatusCode::NOT_FOUND,
             "unknown object",
@@ -671,11 +650,31 @@ async fn get_object(
         );
     }
     let (items, more, next) = page(&selected, &f);
-    let mut body = json!({ "more": more, "objects": items.iter().map(|e| e.object.clone()).collect::<Vec<_>>() });
+    let mut body = json!({ "more": more });
     if let Some(next) = next {
         body["next"] = json!(next);
     }
+    if !items.is_empty() {
+        body["objects"] = Value::Array(items.iter().map(|e| render(e)).collect());
+    }
     with_date_headers(taxii_json(StatusCode::OK, body), &items)
+}
+
+async fn get_objects(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    paged(&state, &id, &q, None, |e| e.object.clone())
+}
+
+async fn get_object(
+    State(state): State<AppState>,
+    UrlPath((id, object)): UrlPath<(String, String)>,
+    Query(mut q): Query<BTreeMap<String, String>>,
+) -> Response {
+    q.insert("match[id]".to_string(), object.clone());
+    paged(&state, &id, &q, Some(&object), |e| e.object.clone())
 }
 
 async fn manifest(
@@ -683,36 +682,14 @@ async fn manifest(
     UrlPath(id): UrlPath<String>,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if let Err(r) = check_collection(&id) {
-        return *r;
-    }
-    let f = match parse_filter(&q) {
-        Ok(f) => f,
-        Err(r) => return *r,
-    };
-    let store = state.store();
-    let selected = select(&store.entries, &f);
-    let (items, more, next) = page(&selected, &f);
-    let mut body = json!({ "more": more });
-    if let Some(next) = next {
-        body["next"] = json!(next);
-    }
-    if !items.is_empty() {
-        body["objects"] = Value::Array(
-            items
-                .iter()
-                .map(|e| {
-                    json!({
-                        "id": e.id(),
-                        "date_added": e.date_added.rfc3339_micros(),
-                        "version": e.version(),
-                        "media_type": STIX_MEDIA_TYPE,
-                    })
-                })
-                .collect(),
-        );
-    }
-    with_date_headers(taxii_json(StatusCode::OK, body), &items)
+    paged(&state, &id, &q, None, |e| {
+        json!({
+            "id": e.id(),
+            "date_added": e.date_added.rfc3339_micros(),
+            "version": e.version(),
+            "media_type": STIX_MEDIA_TYPE,
+        })
+    })
 }
 
 async fn post_objects(
