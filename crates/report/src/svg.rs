@@ -45,7 +45,7 @@ fn bars(
     let group_h = ROW_H * n_series as f64 + 8.0;
     let top = 50.0;
     let h = top + group_h * labels.len() as f64 + 50.0;
-    let plot_w = W - LABEL_W - 30.0;
+    let plot_w = W - LABEL_W - 60.0; // room for the value printed after a full-width bar
     let x_of = |v: f64| LABEL_W + plot_w * ((v - axis_min) / (1.0 - axis_min)).clamp(0.0, 1.0);
     let mut s = String::new();
     header(&mut s, h, title);
