@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::FederationError;
 use crate::merge::TreeRef;
+use crate::support::SupportGate;
 
 /// How the trees of a global model combine into one prediction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,6 +61,7 @@ pub struct GlobalModel {
     class_weights: Vec<Vec<f64>>,
     sources: Vec<TreeRef>,
     gating: Option<Gating>,
+    support: Option<SupportGate>,
 }
 
 /// A mixture of site experts: which site's traffic a row resembles, from where every site's
@@ -121,6 +123,7 @@ impl GlobalModel {
             class_weights,
             sources,
             gating: None,
+            support: None,
         })
     }
 
@@ -168,6 +171,18 @@ impl GlobalModel {
         Ok(model)
     }
 
+    /// A soft-voting model whose site forests score only the rows their sites' category supports
+    /// cover (see [`crate::merge_support`]).
+    pub(crate) fn with_support(
+        forest: Forest,
+        sources: Vec<TreeRef>,
+        gate: SupportGate,
+    ) -> Result<GlobalModel, FederationError> {
+        let mut model = GlobalModel::new(forest, Voting::Soft, Vec::new(), sources)?;
+        model.support = Some(gate);
+        Ok(model)
+    }
+
     /// The site gating, for a mixture of site experts.
     pub fn gating(&self) -> Option<&Gating> {
         self.gating.as_ref()
@@ -201,6 +216,16 @@ impl GlobalModel {
     /// The predicted class of each row (lowest class index on ties).
     pub fn predict(&self, x: &FeatureMatrix) -> Result<Vec<u32>, FederationError> {
         let context = "predicting with the global model";
+        if let Some(gate) = &self.support {
+            let nf = self.forest.schema().features.len();
+            if x.n_features() != nf {
+                return Err(FederationError::InvalidInput(format!(
+                    "input has {} features but the model expects {nf}",
+                    x.n_features()
+                )));
+            }
+            return Ok(gate.predict(self, x));
+        }
         if let Some(g) = &self.gating {
             return self.predict_gated(g, x);
         }

@@ -52,6 +52,7 @@ mod partition;
 mod refit;
 mod simulate;
 mod split;
+mod support;
 #[cfg(test)]
 mod tests_support;
 
@@ -70,3 +71,4 @@ pub use simulate::{
     PROTOCOL_VALIDATION_FRACTION,
 };
 pub use split::{local_split, protocol_split, LocalSplit, ProtocolSplitSummary};
+pub use support::{category_support, merge_support, CategorySupport, SupportGate};

@@ -247,6 +247,9 @@ pub enum MergeStrategy {
     /// A mixture of site experts gated by leaf site shares ([`crate::merge_experts`]; needs the
     /// leaf-count round).
     Experts,
+    /// Every site's trees, each site's scoring only the rows whose categorical values its
+    /// training rows contain ([`crate::merge_support`]; needs each site's category support).
+    Support,
     /// `k` trees sampled in proportion to site size.
     Weighted {
         /// Global forest size.
@@ -266,6 +269,7 @@ impl MergeStrategy {
             MergeStrategy::CrossSite { .. } => "cross-site",
             MergeStrategy::Weighted { .. } => "weighted",
             MergeStrategy::Experts => "experts",
+            MergeStrategy::Support => "support",
         }
     }
 
@@ -277,7 +281,7 @@ impl MergeStrategy {
             | MergeStrategy::TopGlobal { voting, .. }
             | MergeStrategy::CrossSite { voting, .. }
             | MergeStrategy::Weighted { voting, .. } => voting,
-            MergeStrategy::Experts => Voting::Soft,
+            MergeStrategy::Experts | MergeStrategy::Support => Voting::Soft,
         }
     }
 
@@ -308,7 +312,9 @@ impl fmt::Display for MergeStrategy {
         let family = self.family();
         let (default_metric, default_voting) = MergeStrategy::defaults(family);
         let (size, metric) = match *self {
-            MergeStrategy::All { .. } | MergeStrategy::Experts => (None, None),
+            MergeStrategy::All { .. } | MergeStrategy::Experts | MergeStrategy::Support => {
+                (None, None)
+            }
             MergeStrategy::TopPerSite { n, metric, .. } => (Some(n), Some(metric)),
             MergeStrategy::TopGlobal { k, metric, .. }
             | MergeStrategy::CrossSite { k, metric, .. } => (Some(k), Some(metric)),
@@ -342,10 +348,11 @@ impl FromStr for MergeStrategy {
         };
         let mut parts = s.split(':');
         let family = parts.next().unwrap_or_default();
-        if family == "experts" {
+        if family == "experts" || family == "support" {
             return match parts.next() {
-                None => Ok(MergeStrategy::Experts),
-                Some(p) => Err(bad(format!("unexpected ':{p}', experts takes no options"))),
+                None if family == "experts" => Ok(MergeStrategy::Experts),
+                None => Ok(MergeStrategy::Support),
+                Some(p) => Err(bad(format!("unexpected ':{p}', {family} takes no options"))),
             };
         }
         let sized = matches!(
@@ -354,7 +361,7 @@ impl FromStr for MergeStrategy {
         );
         if !sized && family != "all" {
             return Err(bad(
-                "expected all, top-per-site:N, top-global:K, cross-site:K, weighted:K or experts, \
+                "expected all, top-per-site:N, top-global:K, cross-site:K, weighted:K, experts or support, \
                  optionally followed by :a or :wa and :sv, :wv or :soft"
                     .to_string(),
             ));
@@ -472,6 +479,11 @@ pub fn merge(
             "experts needs every site's leaf counts: use merge_experts".to_string(),
         ));
     }
+    if *strategy == MergeStrategy::Support {
+        return Err(FederationError::InvalidInput(
+            "support needs every site's category support: use merge_support".to_string(),
+        ));
+    }
     let needs_scores = match strategy {
         MergeStrategy::TopPerSite { .. } | MergeStrategy::TopGlobal { .. } => true,
         MergeStrategy::CrossSite { .. } => true,
@@ -553,7 +565,7 @@ pub fn merge(
     let mut taken: HashSet<[u8; 32]> = HashSet::new();
     let mut chosen: Vec<&Candidate> = Vec::new();
     match *strategy {
-        MergeStrategy::Experts => {}
+        MergeStrategy::Experts | MergeStrategy::Support => {}
         MergeStrategy::All { .. } => {
             for c in &candidates {
                 if taken.insert(c.hash) {
@@ -793,7 +805,7 @@ mod tests {
                 | MergeStrategy::Weighted { k, .. } => {
                     prop_assert_eq!(global.n_trees(), k.min(offered.len()));
                 }
-                MergeStrategy::Experts => unreachable!(),
+                MergeStrategy::Experts | MergeStrategy::Support => unreachable!(),
             }
             // Same inputs, same model; rotated site list, same model.
             prop_assert_eq!(&merge(&models, &scores, &strategy, seed).unwrap(), &global);
@@ -855,7 +867,7 @@ mod tests {
         check(
             "fedavg",
             "invalid strategy 'fedavg': expected all, top-per-site:N, top-global:K, cross-site:K, \
-             weighted:K or experts, optionally followed by :a or :wa and :sv, :wv or :soft",
+             weighted:K, experts or support, optionally followed by :a or :wa and :sv, :wv or :soft",
         );
         check(
             "top-global:5:a:wa",

@@ -13,6 +13,7 @@ use crate::merge::{merge, MergeStrategy, ScoreTable, SiteId, SiteModel};
 use crate::partition::{partition, PartitionSpec, PartitionSummary};
 use crate::refit::{leaf_counts, merge_experts, refit_sites, LeafCountTable};
 use crate::split::{local_split, protocol_split, ProtocolSplitSummary};
+use crate::support::{category_support, merge_support};
 use fedids_rng::derive_seed;
 
 /// Everything that determines a simulation run, together with the data.
@@ -369,6 +370,18 @@ pub fn simulate(
         };
         let model = match (strategy, &leaf_table) {
             (MergeStrategy::Experts, Some(table)) => merge_experts(&models, table)?,
+            (MergeStrategy::Support, _) => {
+                // Each site computes its category support on its own training rows.
+                let supports = sites
+                    .iter()
+                    .zip(&models)
+                    .map(|(s, m)| {
+                        category_support(m.forest.schema(), &train_x.select_rows(&s.train_rows))
+                            .map(|sup| (m.site, sup))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                merge_support(&models, &supports)?
+            }
             _ => merge(
                 offered,
                 offered_scores,
@@ -513,6 +526,7 @@ pub fn published_strategies(k: usize, n_sites: usize) -> Vec<MergeStrategy> {
         }
     }
     out.push(MergeStrategy::Experts);
+    out.push(MergeStrategy::Support);
     out
 }
 
@@ -622,6 +636,7 @@ mod tests {
                 "cross-site:129:refit",
                 "cross-site:129:soft:refit",
                 "experts",
+                "support",
             ]
         );
         assert!(ProtocolConfig::for_format(

@@ -186,6 +186,7 @@ fn standard(a: &ExperimentArgs, dir: &Path, quiet: bool) -> Result<String> {
         "weighted:100",
         "cross-site:100",
         "cross-site:100:soft",
+        "support",
     ]
     .iter()
     .map(|s| s.parse())
