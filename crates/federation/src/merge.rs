@@ -759,6 +759,19 @@ mod tests {
         .prop_map(|s| s.parse().unwrap())
     }
 
+    #[test]
+    fn gated_strategies_round_trip_and_refuse_plain_merge() {
+        let (models, scores) = sites(2, 2, 1);
+        for text in ["experts", "support"] {
+            let strategy: MergeStrategy = text.parse().unwrap();
+            assert_eq!(strategy.to_string(), text);
+            let err = merge(&models, &scores, &strategy, 0)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("use merge_{text}")), "{err}");
+        }
+    }
+
     fn hashes(sites: &[SiteModel]) -> HashMap<[u8; 32], ()> {
         sites
             .iter()

@@ -295,6 +295,42 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 16, ..Default::default() })]
+
+        #[test]
+        fn support_keeps_every_offered_tree_and_ignores_site_order(
+            assignment in proptest::collection::vec(0u32..4, 1..4),
+            flips in proptest::collection::vec(proptest::prelude::any::<bool>(), 4),
+            rotate in 0usize..4,
+        ) {
+            // Site i sees the services {i, assignment[i]}.
+            let built: Vec<(SiteModel, CategorySupport)> = assignment
+                .iter()
+                .enumerate()
+                .map(|(i, &extra)| site(i as u32, &[i as u32 % 4, extra], flips[i % 4]))
+                .collect();
+            let models: Vec<SiteModel> = built.iter().map(|(m, _)| m.clone()).collect();
+            let supports: Vec<(SiteId, CategorySupport)> =
+                built.iter().map(|(m, s)| (m.site, s.clone())).collect();
+            let global = merge_support(&models, &supports).unwrap();
+            let offered: usize = models.iter().map(|m| m.forest.trees().len()).sum();
+            proptest::prop_assert_eq!(global.n_trees(), offered);
+            for (tree, src) in global.forest().trees().iter().zip(global.sources()) {
+                let owner = models.iter().find(|m| m.site == src.site).unwrap();
+                proptest::prop_assert_eq!(&owner.forest.trees()[src.tree_idx], tree);
+            }
+            let mut permuted = models.clone();
+            permuted.rotate_left(rotate % models.len());
+            permuted.reverse();
+            let again = merge_support(&permuted, &supports).unwrap();
+            proptest::prop_assert_eq!(&again, &global);
+            let (x, _) = rows(&[0, 1, 2, 3], false, 40);
+            proptest::prop_assert_eq!(again.predict(&x).unwrap(), global.predict(&x).unwrap());
+            proptest::prop_assert_eq!(merge_support(&models, &supports).unwrap(), global);
+        }
+    }
+
     #[test]
     fn missing_or_mismatched_supports_are_errors() {
         let (a, sa) = site(0, &[0], false);
