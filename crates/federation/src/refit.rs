@@ -277,4 +277,47 @@ mod tests {
             flipped.len()
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 12, ..Default::default() })]
+
+        #[test]
+        fn experts_keep_every_offered_tree_and_ignore_site_order(
+            n_sites in 1usize..4,
+            seed in 0u64..1000,
+            rotate in 0usize..4,
+        ) {
+            let (x, y) = two_blobs(30 * n_sites, 2);
+            let mut models = Vec::new();
+            let mut data = Vec::new();
+            for s in 0..n_sites {
+                let rows: Vec<usize> = (s * 30..(s + 1) * 30).collect();
+                let sx = x.select_rows(&rows);
+                let sy: Vec<u32> = rows.iter().map(|&r| y[r]).collect();
+                let params = ForestParams { n_trees: 3, max_depth: Some(3), seed: seed + s as u64, ..ForestParams::default() };
+                let forest = Forest::fit(&sx, &sy, binary_schema(2), &params, &|| ()).unwrap();
+                models.push(SiteModel { site: crate::SiteId(s as u32), forest, n_train_rows: 30 });
+                data.push((sx, sy));
+            }
+            let mut table = LeafCountTable::new();
+            for (e, (sx, sy)) in data.iter().enumerate() {
+                for m in &models {
+                    table.insert(models[e].site, m.site, leaf_counts(&m.forest, sx, sy).unwrap());
+                }
+            }
+            let global = merge_experts(&models, &table).unwrap();
+            proptest::prop_assert_eq!(global.n_trees(), 3 * n_sites);
+            for (tree, src) in global.forest().trees().iter().zip(global.sources()) {
+                let owner = models.iter().find(|m| m.site == src.site).unwrap();
+                proptest::prop_assert_eq!(&owner.forest.trees()[src.tree_idx], tree);
+            }
+            let mut permuted = models.clone();
+            permuted.rotate_left(rotate % n_sites);
+            permuted.reverse();
+            let again = merge_experts(&permuted, &table).unwrap();
+            proptest::prop_assert_eq!(&again, &global);
+            let (tx, _) = two_blobs(50, 2);
+            proptest::prop_assert_eq!(again.predict(&tx).unwrap(), global.predict(&tx).unwrap());
+        }
+    }
 }
