@@ -57,6 +57,41 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run a predefined experiment and write its report folder.
     Experiment(ExperimentArgs),
+    /// Federation PKI: create the CA and issue site certificates and signing keys.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a federation CA (ca.pem, ca.key) in DIR.
+    Init {
+        /// PKI directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Common name of the CA.
+        #[arg(long, default_value = "federation")]
+        name: String,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a TLS certificate and an Ed25519 model signing key for SITE, signed by DIR's CA.
+    Issue {
+        /// Site name (a-z, 0-9 and '-'); becomes the certificate's CN and DNS name.
+        site: String,
+        /// PKI directory holding the CA.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Days of validity.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]

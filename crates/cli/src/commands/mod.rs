@@ -6,6 +6,7 @@ mod eval;
 mod experiment;
 mod inspect;
 mod intel;
+mod pki;
 mod predict;
 mod report;
 mod respond;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo::run(a, quiet),
         Command::Simulate(a) => simulate::run(a, quiet),
         Command::Experiment(a) => experiment::run(a, quiet),
+        Command::Pki { command } => pki::run(command),
     }
 }
 
