@@ -217,13 +217,7 @@ impl GlobalModel {
     pub fn predict(&self, x: &FeatureMatrix) -> Result<Vec<u32>, FederationError> {
         let context = "predicting with the global model";
         if let Some(gate) = &self.support {
-            let nf = self.forest.schema().features.len();
-            if x.n_features() != nf {
-                return Err(FederationError::InvalidInput(format!(
-                    "input has {} features but the model expects {nf}",
-                    x.n_features()
-                )));
-            }
+            self.check_features(x)?;
             return Ok(gate.predict(self, x));
         }
         if let Some(g) = &self.gating {
@@ -244,7 +238,8 @@ impl GlobalModel {
         }
     }
 
-    fn predict_gated(&self, g: &Gating, x: &FeatureMatrix) -> Result<Vec<u32>, FederationError> {
+    /// Gated predictions walk trees row by row, so they check the feature count themselves.
+    fn check_features(&self, x: &FeatureMatrix) -> Result<(), FederationError> {
         let nf = self.forest.schema().features.len();
         if x.n_features() != nf {
             return Err(FederationError::InvalidInput(format!(
@@ -252,6 +247,12 @@ impl GlobalModel {
                 x.n_features()
             )));
         }
+        Ok(())
+    }
+
+    fn predict_gated(&self, g: &Gating, x: &FeatureMatrix) -> Result<Vec<u32>, FederationError> {
+        self.check_features(x)?;
+        let nf = x.n_features();
         let c = self.forest.n_classes();
         let e = g.n_experts;
         let trees = self.forest.trees();
