@@ -156,7 +156,12 @@ pub const REFIT_PRIOR_WEIGHT: f64 = 1.0;
 /// A site's data, inside the simulation only (it never reaches a merge).
 struct SiteData {
     name: String,
+    /// Row indices of the site's local training rows (for pooling the centralized baseline).
     train_rows: Vec<usize>,
+    /// The site's local training rows, held by the site: fitting, leaf counts and category
+    /// support all read them.
+    train_x: FeatureMatrix,
+    train_y: Vec<u32>,
     valid_x: FeatureMatrix,
     valid_y: Vec<u32>,
 }
@@ -199,6 +204,8 @@ pub fn simulate(
             name: share.name.clone(),
             valid_x: train_x.select_rows(&split.validation),
             valid_y: split.validation.iter().map(|&r| train.y[r]).collect(),
+            train_x: train_x.select_rows(&split.train),
+            train_y: split.train.iter().map(|&r| train.y[r]).collect(),
             train_rows: split.train,
         });
     }
@@ -210,11 +217,10 @@ pub fn simulate(
             seed: derive_seed(config.seed, STREAM_SITE_FOREST, i as u64),
             ..config.forest.clone()
         };
-        let x = train_x.select_rows(&s.train_rows);
-        let y: Vec<u32> = s.train_rows.iter().map(|&r| train.y[r]).collect();
-        let forest = Forest::fit(&x, &y, part.schema.clone(), &params, &|| ()).map_err(
-            FederationError::forest(format!("training site '{}'", s.name)),
-        )?;
+        let forest =
+            Forest::fit(&s.train_x, &s.train_y, part.schema.clone(), &params, &|| ()).map_err(
+                FederationError::forest(format!("training site '{}'", s.name)),
+            )?;
         models.push(SiteModel {
             site: SiteId(i as u32),
             forest,
@@ -226,19 +232,14 @@ pub fn simulate(
     // counts of its own training rows for every tree.
     let mut leaf_table = None;
     let refit_models = if config.strategies.iter().any(MergeStrategy::needs_refit) {
-        let site_train: Vec<(FeatureMatrix, Vec<u32>)> = sites
-            .iter()
-            .map(|s| {
-                (
-                    train_x.select_rows(&s.train_rows),
-                    s.train_rows.iter().map(|&r| train.y[r]).collect(),
-                )
-            })
-            .collect();
         let mut table = LeafCountTable::new();
-        for (e, (x, y)) in site_train.iter().enumerate() {
+        for (e, s) in sites.iter().enumerate() {
             for m in &models {
-                table.insert(models[e].site, m.site, leaf_counts(&m.forest, x, y)?);
+                table.insert(
+                    models[e].site,
+                    m.site,
+                    leaf_counts(&m.forest, &s.train_x, &s.train_y)?,
+                );
             }
         }
         let refit = refit_sites(&models, &table, REFIT_PRIOR_WEIGHT)?;
@@ -376,8 +377,7 @@ pub fn simulate(
                     .iter()
                     .zip(&models)
                     .map(|(s, m)| {
-                        category_support(m.forest.schema(), &train_x.select_rows(&s.train_rows))
-                            .map(|sup| (m.site, sup))
+                        category_support(m.forest.schema(), &s.train_x).map(|sup| (m.site, sup))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 merge_support(&models, &supports)?
