@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use fedids_net::pki::PkiDir;
-use fedids_net::server::{serve, CoordinatorConfig, CoordinatorService};
+use fedids_net::server::{serve, CoordinatorService, FixedRound, ServiceConfig};
 use fedids_net::{client::SiteClient, tls};
 use util::{s, Dir};
 
@@ -103,14 +103,10 @@ fn pki_issued_by_the_cli_works_over_mutual_tls() {
     let ca = pki.read_ca().unwrap();
     let coordinator = pki.read_site("coordinator").unwrap();
     let site = pki.read_site("site-a").unwrap();
-    let config = CoordinatorConfig {
-        max_model_bytes: 1 << 20,
-        site_keys: HashMap::from([(
-            "site-a".to_string(),
-            pki.read_site_verifying_key("site-a").unwrap(),
-        )]),
-        round: None,
-    };
+    let site_keys = HashMap::from([(
+        "site-a".to_string(),
+        pki.read_site_verifying_key("site-a").unwrap(),
+    )]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -127,7 +123,16 @@ fn pki_issued_by_the_cli_works_over_mutual_tls() {
             let server = tokio::spawn(serve(
                 listener,
                 tls_config,
-                CoordinatorService::new(config, uploads),
+                CoordinatorService::new(
+                    ServiceConfig {
+                        max_model_bytes: 1 << 20,
+                    },
+                    std::sync::Arc::new(FixedRound {
+                        site_keys,
+                        round: None,
+                        uploads,
+                    }),
+                ),
                 async {
                     let _ = stopped.await;
                 },

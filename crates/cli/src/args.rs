@@ -57,6 +57,12 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run a predefined experiment and write its report folder.
     Experiment(ExperimentArgs),
+    /// Run a federation coordinator: open rounds, receive signed site models over mutual TLS,
+    /// merge them, and serve the signed global model. Rounds survive a restart.
+    Coordinator(CoordinatorArgs),
+    /// Take part in a federation as a site: train on local flows, upload the signed forest,
+    /// score candidate trees, then fetch, verify and swap in the global model.
+    Site(SiteArgs),
     /// Federation PKI: create the CA and issue site certificates and signing keys.
     Pki {
         #[command(subcommand)]
@@ -364,7 +370,10 @@ pub struct PredictArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Number of trees.
+    /// Run the single-process demo (one forest on the whole sample) instead of the federation.
+    #[arg(long)]
+    pub local: bool,
+    /// Number of trees (per site in the federated demo).
     #[arg(long, default_value_t = 100)]
     pub trees: usize,
     /// Random seed.
@@ -511,4 +520,133 @@ pub struct RespondArgs {
     /// Where --apply writes the Suricata rules.
     #[arg(long, default_value = "fedids-drop.rules", value_name = "FILE")]
     pub suricata_out: PathBuf,
+}
+
+/// A duration such as `90`, `90s`, `5m` or `1h` (plain numbers are seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("'{s}': {e} (expected e.g. 90, 90s, 5m)"))
+}
+
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// PKI directory (from `fedids pki init` / `issue`): the CA, the coordinator's certificate,
+    /// key and signing key, and each site's verifying key.
+    #[arg(long, value_name = "DIR")]
+    pub pki: PathBuf,
+    /// The coordinator's certificate name in the PKI directory.
+    #[arg(long, default_value = "coordinator")]
+    pub name: String,
+    /// Address to serve gRPC on (port 0 picks a free port; see --ready-file).
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub listen: std::net::SocketAddr,
+    /// Directory of the round database (coordinator.redb) and the round reports.
+    #[arg(long, value_name = "DIR", default_value = "coordinator-state")]
+    pub state: PathBuf,
+    /// Sites taking part, comma-separated (default: every site issued in the PKI directory).
+    #[arg(long, value_delimiter = ',')]
+    pub sites: Vec<String>,
+    /// A round completes when at least this many sites upload and score (default: all).
+    #[arg(long)]
+    pub min_sites: Option<usize>,
+    /// Merge strategy: all, top-per-site:N, top-global:K, cross-site:K, weighted:K or support,
+    /// with optional :a|wa ranking and :sv|wv|soft voting.
+    #[arg(long, default_value = "top-global:50:wa:wv")]
+    pub strategy: String,
+    /// Trees each site grows.
+    #[arg(long, default_value_t = 50)]
+    pub trees_per_site: u32,
+    /// Share of each site's rows kept for local validation (tree scoring).
+    #[arg(long, default_value_t = 0.2)]
+    pub validation_fraction: f64,
+    /// Rounds to run.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u64,
+    /// How long sites have to join before the first round opens.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub join_timeout: std::time::Duration,
+    /// How long sites have to upload once a round opens.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub upload_timeout: std::time::Duration,
+    /// How long sites have to send scores once uploads close.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub scoring_timeout: std::time::Duration,
+    /// How long sites have to fetch the last global model before the coordinator exits.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub fetch_grace: std::time::Duration,
+    /// Largest model upload accepted, in bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_model_bytes: u64,
+    /// Seed of the merge (weighted:K sampling).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Write the bound gRPC (and metrics) address to FILE once serving, as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// Print the round records as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FaultName {
+    /// Flip a byte of the model after signing it.
+    TamperUpload,
+    /// Exit right after the upload is accepted.
+    ExitAfterUpload,
+}
+
+#[derive(Debug, Args)]
+pub struct SiteArgs {
+    /// PKI directory holding the CA certificate, this site's certificate, key and signing key,
+    /// and the coordinator's verifying key.
+    #[arg(long, value_name = "DIR")]
+    pub pki: PathBuf,
+    /// This site's name (its certificate name).
+    #[arg(long)]
+    pub name: String,
+    /// The coordinator's URL.
+    #[arg(long, default_value = "https://127.0.0.1:7443")]
+    pub coordinator: String,
+    /// The coordinator's certificate name.
+    #[arg(long, default_value = "coordinator")]
+    pub coordinator_name: String,
+    /// This site's labelled flows (they never leave the site).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// What to predict (every site and the coordinator's schema must agree).
+    #[arg(long, value_enum, default_value = "binary")]
+    pub task: TaskName,
+    /// Labelled test flows to compare the local and global models on (default: the local
+    /// validation rows).
+    #[arg(long, value_name = "FILE")]
+    pub test: Option<PathBuf>,
+    /// Seed of the local split and forest.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Rounds to take part in.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u64,
+    /// How long to keep retrying when the coordinator is unreachable or still waiting.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Largest model accepted from the coordinator, in bytes.
+    #[arg(long, default_value_t = 256 << 20)]
+    pub max_model_bytes: u64,
+    /// Directory where the verified global model is written (global.fedg).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Print the round reports as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Inject a fault (for testing the coordinator's defences).
+    #[arg(long, value_enum, hide = true)]
+    pub fault: Option<FaultName>,
 }

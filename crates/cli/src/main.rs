@@ -14,7 +14,11 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    ui::init_logging(cli.quiet);
+    let service = matches!(
+        cli.command,
+        args::Command::Coordinator(_) | args::Command::Site(_)
+    );
+    ui::init_logging(cli.quiet, service);
     if let Some(n) = cli.threads {
         if n == 0 {
             eprintln!("error: --threads must be at least 1");

@@ -5,9 +5,14 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
-/// Logs go to stderr; `FEDIDS_LOG` (tracing filter syntax) overrides the level.
-pub fn init_logging(quiet: bool) {
-    let default = if quiet { "error" } else { "warn" };
+/// Logs go to stderr; `FEDIDS_LOG` (tracing filter syntax) overrides the level. Long-running
+/// services (`coordinator`, `site`) log at info by default, other commands at warn.
+pub fn init_logging(quiet: bool, service: bool) {
+    let default = match (quiet, service) {
+        (true, _) => "error",
+        (false, true) => "info",
+        (false, false) => "warn",
+    };
     let filter = EnvFilter::try_from_env("FEDIDS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

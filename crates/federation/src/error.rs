@@ -29,6 +29,10 @@ pub enum FederationError {
     /// Inputs that do not fit together (empty data, mismatched sizes, missing scores).
     #[error("{0}")]
     InvalidInput(String),
+    /// Bytes that are not a valid global model file (see [`crate::decode_global`]): wrong magic,
+    /// unsupported version, truncated, corrupted, or a structurally invalid model.
+    #[error("invalid global model file: {0}")]
+    InvalidModelFile(String),
     /// The forest engine refused (training, combining trees, predicting).
     #[error("{context}")]
     Forest {

@@ -11,9 +11,12 @@
 //!   (a forest and its [`Voting`] rule);
 //! * [`simulate`] runs one seed of a whole federation in process ([`SimulationConfig`] to
 //!   [`SimulationReport`]), with the `centralized` and `local-only` baselines;
-//!   [`run_protocol`] runs the published protocol ([`ProtocolConfig`]).
+//!   [`run_protocol`] runs the published protocol ([`ProtocolConfig`]);
+//! * [`encode_global`] and [`decode_global`] are the global model file (magic `FEDIDSGM`,
+//!   versioned, checksummed, deterministic bytes), [`is_global_model`] tells it from a forest
+//!   model file.
 //!
-//! Everything here is synchronous and deterministic: no files, clocks or unseeded randomness.
+//! Everything here is synchronous and deterministic: no file I/O, clocks or unseeded randomness.
 //! Every random choice derives from an explicit seed through the crate's own xoshiro256++.
 //!
 //! ```
@@ -46,6 +49,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod file;
 mod global;
 mod merge;
 mod partition;
@@ -57,6 +61,9 @@ mod support;
 mod tests_support;
 
 pub use error::FederationError;
+pub use file::{
+    decode_global, encode_global, is_global_model, GLOBAL_MODEL_FORMAT_VERSION, GLOBAL_MODEL_MAGIC,
+};
 pub use global::{Gating, GlobalModel, Voting};
 pub use merge::{
     merge, pool_scores, vote_weights, MergeStrategy, Metric, ScoreTable, SiteId, SiteModel, TreeRef,

@@ -7,6 +7,7 @@
 //! No rows, scores of rows or per-leaf counts are shared.
 
 use fedids_data::{FeatureKind, FeatureMatrix, Schema};
+use fedids_forest::Forest;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,31 @@ impl CategorySupport {
             .iter()
             .map(|f| f.iter().filter(|&&b| b).count())
             .collect()
+    }
+
+    /// Checks the invariant listed on the type against `schema`; the error says what is wrong.
+    fn check(&self, schema: &Schema) -> Result<(), String> {
+        if self.seen.len() != schema.features.len() {
+            return Err(format!(
+                "{} flag vectors for a schema of {} features",
+                self.seen.len(),
+                schema.features.len()
+            ));
+        }
+        for (flags, feat) in self.seen.iter().zip(&schema.features) {
+            let expected = match &feat.kind {
+                FeatureKind::Numeric => 0,
+                FeatureKind::Categorical { categories } => categories.len() + 1,
+            };
+            if flags.len() != expected {
+                return Err(format!(
+                    "{} flags for feature '{}', expected {expected}",
+                    flags.len(),
+                    feat.name
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -74,24 +100,66 @@ pub fn category_support(
 }
 
 /// Per-site forests and the sites' supports, for [`GlobalModel::predict`].
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Invariant, checked against the forest by every model that holds a gate: one expert (site) per
+/// support, `expert_of_tree` names the expert of every tree of the forest and is
+/// `< supports.len()`, every expert owns at least one tree, and every support is consistent with
+/// the forest's schema (see [`CategorySupport`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SupportGate {
     expert_of_tree: Vec<usize>,
     supports: Vec<CategorySupport>,
 }
 
 impl SupportGate {
-    /// The prediction for rows `x`: for each row, the mean over the eligible sites of each site's
-    /// mean leaf probabilities; every site is eligible when none covers the row.
-    pub(crate) fn predict(&self, model: &GlobalModel, x: &FeatureMatrix) -> Vec<u32> {
+    /// The number of experts (sites), one per support.
+    pub fn n_experts(&self) -> usize {
+        self.supports.len()
+    }
+
+    /// Checks the invariant listed on the type against `forest`.
+    pub(crate) fn check(&self, forest: &Forest) -> Result<(), FederationError> {
+        let bad = |m: String| Err(FederationError::InvalidInput(m));
+        let n_trees = forest.trees().len();
+        let e = self.supports.len();
+        if self.expert_of_tree.len() != n_trees {
+            return bad(format!(
+                "support gate for {} trees, the forest has {n_trees}",
+                self.expert_of_tree.len()
+            ));
+        }
+        let mut owns = vec![false; e];
+        for (t, &s) in self.expert_of_tree.iter().enumerate() {
+            match owns.get_mut(s) {
+                Some(o) => *o = true,
+                None => return bad(format!("tree {t} belongs to expert {s} of {e}")),
+            }
+        }
+        if let Some(s) = owns.iter().position(|o| !o) {
+            return bad(format!("expert {s} of the support gate owns no tree"));
+        }
+        for (s, support) in self.supports.iter().enumerate() {
+            if let Err(m) = support.check(forest.schema()) {
+                return bad(format!("category support of expert {s}: {m}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The scores of rows `x`, row-major: for each row, the sum over the eligible sites of each
+    /// site's mean leaf probabilities (their mean, once divided by the row sum); every site is
+    /// eligible when none covers the row.
+    pub(crate) fn scores(&self, model: &GlobalModel, x: &FeatureMatrix) -> Vec<f32> {
         let forest = model.forest();
         let nf = x.n_features();
         let c = forest.n_classes();
         let e = self.supports.len();
         let trees = forest.trees();
         let rows = x.to_row_major();
-        rows.par_chunks(nf.max(1))
-            .map(|row| {
+        let mut out = vec![0f32; x.n_rows() * c];
+        out.par_chunks_mut(c.max(1))
+            .zip(rows.par_chunks(nf.max(1)))
+            .for_each(|(proba, row)| {
                 let mut eligible: Vec<bool> = self.supports.iter().map(|s| s.covers(row)).collect();
                 if !eligible.iter().any(|&b| b) {
                     eligible.iter_mut().for_each(|b| *b = true);
@@ -109,15 +177,13 @@ impl SupportGate {
                         n_trees[s] += 1.0;
                     }
                 }
-                let mut proba = vec![0f32; c];
                 for s in (0..e).filter(|&s| eligible[s] && n_trees[s] > 0.0) {
                     for (p, v) in proba.iter_mut().zip(&per_site[s * c..(s + 1) * c]) {
                         *p += v / n_trees[s];
                     }
                 }
-                fedids_forest::argmax_class(&proba) as u32
-            })
-            .collect()
+            });
+        out
     }
 }
 

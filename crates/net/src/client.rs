@@ -1,21 +1,28 @@
-//! The site's side of the protocol.
+//! The site's side of the protocol, and the chunking both sides share.
+//!
+//! Streams from the coordinator are checked like uploads are on the other side: chunk order,
+//! a size limit while receiving, the hash, and for the global model the coordinator's signature.
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use tokio_stream::StreamExt;
 use tonic::transport::Channel;
-use tonic::Status;
+use tonic::{Status, Streaming};
 
 use crate::proto::federation_client::FederationClient;
 use crate::proto::{
-    ChunkTrailer, HealthReply, HealthRequest, JoinReply, JoinRequest, ModelChunk, RoundOpen,
-    UploadReply,
+    AwaitRoundRequest, CandidateChunk, CandidatesRequest, ChunkTrailer, FetchGlobalRequest,
+    HealthReply, HealthRequest, JoinReply, JoinRequest, ModelChunk, RoundOpen, ScoreAck,
+    ScoreReport, UploadReply,
 };
-use crate::signing::{model_hash, sign_model};
+use crate::server::{Candidates, SignedModel};
+use crate::signing::{model_hash, sign_model, verify_global};
 use crate::PROTOCOL_VERSION;
 
 /// Bytes of model data per upload chunk.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 
-/// A site's connection to the coordinator.
+/// A site's connection to the coordinator (cheap to clone: clones share the connection).
+#[derive(Clone)]
 pub struct SiteClient {
     inner: FederationClient<Channel>,
     site_id: String,
@@ -45,14 +52,70 @@ impl SiteClient {
         Ok(self.inner.health(request).await?.into_inner())
     }
 
-    /// Calls `Join`, announcing the site's model verifying key.
+    /// Calls `Join`, announcing the site's model verifying key (and no schema proposal).
     pub async fn join(&mut self, key: &SigningKey) -> Result<JoinReply, Status> {
+        self.join_with_schema(key, Vec::new()).await
+    }
+
+    /// Calls `Join` with the site's schema proposal (JSON).
+    pub async fn join_with_schema(
+        &mut self,
+        key: &SigningKey,
+        schema_json: Vec<u8>,
+    ) -> Result<JoinReply, Status> {
         let request = JoinRequest {
             protocol_version: PROTOCOL_VERSION,
             site_id: self.site_id.clone(),
             signing_public_key: key.verifying_key().to_bytes().to_vec(),
+            schema_json,
         };
         Ok(self.inner.join(request).await?.into_inner())
+    }
+
+    /// Calls `AwaitRound` once (a long poll: `UNAVAILABLE` means ask again).
+    pub async fn await_round(&mut self, after_round: u64) -> Result<RoundOpen, Status> {
+        let request = AwaitRoundRequest {
+            protocol_version: PROTOCOL_VERSION,
+            site_id: self.site_id.clone(),
+            after_round,
+        };
+        Ok(self.inner.await_round(request).await?.into_inner())
+    }
+
+    /// Calls `AwaitCandidates` once and checks the stream: chunk order, at most `max_bytes` of
+    /// model data, and its hash.
+    pub async fn await_candidates(
+        &mut self,
+        round_id: u64,
+        max_bytes: u64,
+    ) -> Result<Candidates, Status> {
+        let request = CandidatesRequest {
+            protocol_version: PROTOCOL_VERSION,
+            round_id,
+        };
+        let stream = self.inner.await_candidates(request).await?.into_inner();
+        receive_candidates(stream, round_id, max_bytes).await
+    }
+
+    /// Calls `SubmitScores`.
+    pub async fn submit_scores(&mut self, report: ScoreReport) -> Result<ScoreAck, Status> {
+        Ok(self.inner.submit_scores(report).await?.into_inner())
+    }
+
+    /// Downloads the global model of `round` and verifies it: chunk order, at most `max_bytes`,
+    /// its hash, and the signature of `coordinator_key` over (round id, nonce, hash).
+    pub async fn fetch_global(
+        &mut self,
+        round: &RoundOpen,
+        max_bytes: u64,
+        coordinator_key: &VerifyingKey,
+    ) -> Result<SignedModel, Status> {
+        let request = FetchGlobalRequest {
+            protocol_version: PROTOCOL_VERSION,
+            round_id: round.round_id,
+        };
+        let stream = self.inner.fetch_global(request).await?.into_inner();
+        receive_global(stream, round, max_bytes, coordinator_key).await
     }
 
     /// Signs and uploads `model` for `round`, in chunks.
@@ -83,6 +146,17 @@ pub fn signed_chunks(
 ) -> Vec<ModelChunk> {
     let hash = model_hash(model);
     let signature = sign_model(key, round.round_id, &round.nonce, &hash);
+    model_chunks(round.round_id, site_id, model, hash, &signature)
+}
+
+/// Splits a signed model into chunks of [`CHUNK_BYTES`]; the last one carries hash and signature.
+pub fn model_chunks(
+    round_id: u64,
+    signer: &str,
+    model: &[u8],
+    hash: [u8; 32],
+    signature: &[u8],
+) -> Vec<ModelChunk> {
     let mut pieces: Vec<&[u8]> = model.chunks(CHUNK_BYTES).collect();
     if pieces.is_empty() {
         pieces.push(&[]);
@@ -93,8 +167,8 @@ pub fn signed_chunks(
         .enumerate()
         .map(|(idx, data)| ModelChunk {
             protocol_version: PROTOCOL_VERSION,
-            round_id: round.round_id,
-            site_id: site_id.to_string(),
+            round_id,
+            site_id: signer.to_string(),
             chunk_idx: u32::try_from(idx).unwrap_or(u32::MAX),
             data: data.to_vec(),
             trailer: (idx + 1 == n_pieces).then(|| ChunkTrailer {
@@ -103,4 +177,145 @@ pub fn signed_chunks(
             }),
         })
         .collect()
+}
+
+/// Splits a candidate set into chunks: the first names the candidates, the data is the candidate
+/// model file, the last carries its hash.
+pub fn candidate_chunks(c: &Candidates) -> Vec<CandidateChunk> {
+    let mut pieces: Vec<&[u8]> = c.model.chunks(CHUNK_BYTES).collect();
+    if pieces.is_empty() {
+        pieces.push(&[]);
+    }
+    let n_pieces = pieces.len();
+    let hash = model_hash(&c.model);
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(idx, data)| CandidateChunk {
+            protocol_version: PROTOCOL_VERSION,
+            round_id: c.round_id,
+            chunk_idx: u32::try_from(idx).unwrap_or(u32::MAX),
+            candidates: if idx == 0 {
+                c.candidates.clone()
+            } else {
+                Vec::new()
+            },
+            data: data.to_vec(),
+            data_sha256: if idx + 1 == n_pieces {
+                hash.to_vec()
+            } else {
+                Vec::new()
+            },
+            last: idx + 1 == n_pieces,
+        })
+        .collect()
+}
+
+fn grow(buf: &mut Vec<u8>, data: &[u8], max_bytes: u64) -> Result<(), Status> {
+    let total = buf.len() as u64 + data.len() as u64;
+    if total > max_bytes {
+        return Err(Status::resource_exhausted(format!(
+            "coordinator sent more than {max_bytes} bytes ({total} so far)"
+        )));
+    }
+    buf.extend_from_slice(data);
+    Ok(())
+}
+
+async fn receive_candidates(
+    mut stream: Streaming<CandidateChunk>,
+    round_id: u64,
+    max_bytes: u64,
+) -> Result<Candidates, Status> {
+    let mut out = Candidates {
+        round_id,
+        candidates: Vec::new(),
+        model: Vec::new(),
+    };
+    let mut next = 0u32;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if chunk.protocol_version != PROTOCOL_VERSION || chunk.round_id != round_id {
+            return Err(Status::invalid_argument(format!(
+                "candidate chunk for protocol {} round {}, expected protocol {PROTOCOL_VERSION} round {round_id}",
+                chunk.protocol_version, chunk.round_id
+            )));
+        }
+        if chunk.chunk_idx != next {
+            return Err(Status::invalid_argument(format!(
+                "candidate chunk {} out of order: expected {next}",
+                chunk.chunk_idx
+            )));
+        }
+        next = next.saturating_add(1);
+        out.candidates.extend(chunk.candidates);
+        grow(&mut out.model, &chunk.data, max_bytes)?;
+        if chunk.last {
+            if stream.next().await.is_some() {
+                return Err(Status::invalid_argument(
+                    "candidate chunk after the last one",
+                ));
+            }
+            if chunk.data_sha256 != model_hash(&out.model) {
+                return Err(Status::data_loss("candidate model hash mismatch"));
+            }
+            return Ok(out);
+        }
+    }
+    Err(Status::data_loss(
+        "candidate stream ended before its last chunk",
+    ))
+}
+
+async fn receive_global(
+    mut stream: Streaming<ModelChunk>,
+    round: &RoundOpen,
+    max_bytes: u64,
+    key: &VerifyingKey,
+) -> Result<SignedModel, Status> {
+    let mut model = Vec::new();
+    let mut next = 0u32;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if chunk.protocol_version != PROTOCOL_VERSION || chunk.round_id != round.round_id {
+            return Err(Status::invalid_argument(format!(
+                "global model chunk for protocol {} round {}, expected protocol {PROTOCOL_VERSION} round {}",
+                chunk.protocol_version, chunk.round_id, round.round_id
+            )));
+        }
+        if chunk.chunk_idx != next {
+            return Err(Status::invalid_argument(format!(
+                "global model chunk {} out of order: expected {next}",
+                chunk.chunk_idx
+            )));
+        }
+        next = next.saturating_add(1);
+        grow(&mut model, &chunk.data, max_bytes)?;
+        if let Some(trailer) = chunk.trailer {
+            if stream.next().await.is_some() {
+                return Err(Status::invalid_argument(
+                    "global model chunk after the final chunk",
+                ));
+            }
+            let hash = verify_global(
+                key,
+                round.round_id,
+                &round.nonce,
+                &model,
+                &trailer.model_sha256,
+                &trailer.signature,
+            )
+            .map_err(|e| Status::data_loss(format!("global model refused: {e}")))?;
+            return Ok(SignedModel {
+                round_id: round.round_id,
+                signer: chunk.site_id,
+                model,
+                model_sha256: hash,
+                signature: trailer.signature,
+            });
+        }
+    }
+    Err(Status::data_loss(
+        "global model stream ended without its final chunk",
+    ))
 }

@@ -238,6 +238,33 @@ impl PkiDir {
         })
     }
 
+    /// Reads the CA certificate alone (what sites and the coordinator need; the CA key stays
+    /// offline).
+    pub fn read_ca_cert(&self) -> Result<String, PkiError> {
+        if !self.ca_cert().exists() {
+            return Err(PkiError::MissingCa(self.root.clone()));
+        }
+        read(&self.ca_cert())
+    }
+
+    /// The names of the identities whose verifying key (`sites/<name>.sign.pub`) is here, sorted.
+    pub fn site_names(&self) -> Result<Vec<String>, PkiError> {
+        let dir = self.root.join("sites");
+        let entries = fs::read_dir(&dir).map_err(|source| PkiError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".sign.pub").map(str::to_string)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Writes a site identity; refuses to overwrite existing files unless `force`.
     pub fn write_site(&self, site: &SiteIdentity, force: bool) -> Result<(), PkiError> {
         let invalid = |what: String| PkiError::Invalid {

@@ -1,10 +1,11 @@
 //! The coordinator's side of the protocol: a mutual-TLS gRPC server.
 //!
-//! This session's service answers `Health` and `Join`, and receives model uploads with every
-//! check in place (size limit while streaming, chunk order, round and nonce, hash, signature,
-//! site identity from the client certificate). Accepted models are handed to the owner through a
-//! channel. Round orchestration (`AwaitRound`, `ScoreTrees`, `FetchGlobal`) is not implemented
-//! yet and answers `UNIMPLEMENTED`.
+//! [`CoordinatorService`] checks everything that arrives from the network before anything else
+//! sees it: protocol version, the site's identity (the client certificate's common name, which
+//! message fields must match), upload chunk order, size limits while streaming, model hash and
+//! the site's Ed25519 signature. What a round *means* (who may upload when, what to score, which
+//! model is global) is decided behind the [`Rounds`] trait, which the coordinator crate
+//! implements; this crate knows nothing about forests. Bad input is a gRPC status, never a panic.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -21,10 +22,12 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
+use crate::client::{candidate_chunks, model_chunks};
 use crate::proto::federation_server::{Federation, FederationServer};
 use crate::proto::{
-    AwaitRoundRequest, FetchGlobalRequest, HealthReply, HealthRequest, JoinReply, JoinRequest,
-    ModelChunk, RoundOpen, ScoreReply, ScoreRequest, UploadReply,
+    AwaitRoundRequest, CandidateChunk, CandidatesRequest, FetchGlobalRequest, HealthReply,
+    HealthRequest, JoinReply, JoinRequest, ModelChunk, RoundOpen, ScoreAck, ScoreReport, TreeRef,
+    UploadReply,
 };
 use crate::signing::{hex, verify_model};
 use crate::PROTOCOL_VERSION;
@@ -36,15 +39,11 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Time a peer gets to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Coordinator settings that the service checks every request against.
+/// Settings the service checks every request against.
 #[derive(Debug, Clone)]
-pub struct CoordinatorConfig {
+pub struct ServiceConfig {
     /// Largest model accepted, in bytes, checked while chunks arrive.
     pub max_model_bytes: u64,
-    /// Model verifying key of each known site, by site name (the certificate CN).
-    pub site_keys: HashMap<String, VerifyingKey>,
-    /// The round currently open, if any.
-    pub round: Option<RoundOpen>,
 }
 
 /// A model upload that passed every check.
@@ -62,16 +61,168 @@ pub struct ReceivedModel {
     pub signature: Vec<u8>,
 }
 
+/// The trees a site must score in a round, and the model file holding those of other sites.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidates {
+    /// The round.
+    pub round_id: u64,
+    /// The candidates, in the order scores must come back.
+    pub candidates: Vec<TreeRef>,
+    /// A model file holding every candidate tree of another site, in candidate order (empty when
+    /// every candidate is the asking site's own tree).
+    pub model: Vec<u8>,
+}
+
+/// A model with its hash and its signer's signature of (round id, nonce, hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedModel {
+    /// The round.
+    pub round_id: u64,
+    /// Who signed: the coordinator's certificate name.
+    pub signer: String,
+    /// Model file bytes.
+    pub model: Vec<u8>,
+    /// SHA-256 of `model`.
+    pub model_sha256: [u8; 32],
+    /// Ed25519 signature.
+    pub signature: Vec<u8>,
+}
+
+/// The round logic behind the wire. Every `site` argument is the authenticated certificate name;
+/// every message has passed the version check. Long polls (`await_*`, `fetch_global`) answer
+/// `UNAVAILABLE` when nothing happened in time, and the site asks again.
+#[tonic::async_trait]
+pub trait Rounds: Send + Sync + 'static {
+    /// A site joins with its verifying key and schema proposal.
+    async fn join(&self, site: &str, request: JoinRequest) -> Result<JoinReply, Status>;
+    /// The first round after `after_round` that is open.
+    async fn await_round(&self, site: &str, after_round: u64) -> Result<RoundOpen, Status>;
+    /// The open round an upload from `site` for `round_id` targets, and the key its signature
+    /// must verify under. Refuses late, early and duplicate uploads before any byte is read.
+    async fn upload_target(
+        &self,
+        site: &str,
+        round_id: u64,
+    ) -> Result<(RoundOpen, VerifyingKey), Status>;
+    /// Records a checked upload (durably, before answering).
+    async fn accept_upload(&self, upload: ReceivedModel) -> Result<UploadReply, Status>;
+    /// The candidates `site` must score once uploads close.
+    async fn await_candidates(&self, site: &str, round_id: u64) -> Result<Candidates, Status>;
+    /// Records a site's scores and training statistics.
+    async fn submit_scores(&self, site: &str, report: ScoreReport) -> Result<ScoreAck, Status>;
+    /// The signed global model of `round_id`, once merged.
+    async fn fetch_global(&self, site: &str, round_id: u64) -> Result<SignedModel, Status>;
+}
+
+/// The simplest [`Rounds`]: one fixed open round whose accepted uploads go to a channel; the
+/// later phases answer `UNIMPLEMENTED`. For tools and tests of the transport.
+pub struct FixedRound {
+    /// Model verifying key of each known site, by site name (the certificate CN).
+    pub site_keys: HashMap<String, VerifyingKey>,
+    /// The round currently open, if any.
+    pub round: Option<RoundOpen>,
+    /// Where accepted uploads go.
+    pub uploads: mpsc::Sender<ReceivedModel>,
+}
+
+#[tonic::async_trait]
+impl Rounds for FixedRound {
+    async fn join(&self, site: &str, request: JoinRequest) -> Result<JoinReply, Status> {
+        check_join_key(&self.site_keys, site, &request)?;
+        Ok(JoinReply {
+            protocol_version: PROTOCOL_VERSION,
+            site_id: site.to_string(),
+            current_round: self.round.as_ref().map_or(0, |r| r.round_id),
+        })
+    }
+
+    async fn await_round(&self, _site: &str, after_round: u64) -> Result<RoundOpen, Status> {
+        match &self.round {
+            Some(r) if r.round_id > after_round => Ok(r.clone()),
+            _ => Err(Status::unavailable("no round is open")),
+        }
+    }
+
+    async fn upload_target(
+        &self,
+        site: &str,
+        round_id: u64,
+    ) -> Result<(RoundOpen, VerifyingKey), Status> {
+        let round = self
+            .round
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("no round is open"))?;
+        if round_id != round.round_id {
+            return Err(Status::failed_precondition(format!(
+                "upload for round {round_id} refused: round {} is open",
+                round.round_id
+            )));
+        }
+        let key = self
+            .site_keys
+            .get(site)
+            .ok_or_else(|| Status::permission_denied(format!("site '{site}' is not registered")))?;
+        Ok((round.clone(), *key))
+    }
+
+    async fn accept_upload(&self, upload: ReceivedModel) -> Result<UploadReply, Status> {
+        let reply = UploadReply {
+            round_id: upload.round_id,
+            n_bytes: upload.model.len() as u64,
+            model_sha256: upload.model_sha256.to_vec(),
+        };
+        self.uploads
+            .send(upload)
+            .await
+            .map_err(|_| Status::unavailable("coordinator is shutting down"))?;
+        Ok(reply)
+    }
+
+    async fn await_candidates(&self, _site: &str, _round_id: u64) -> Result<Candidates, Status> {
+        Err(Status::unimplemented("a fixed round has no scoring phase"))
+    }
+
+    async fn submit_scores(&self, _site: &str, _report: ScoreReport) -> Result<ScoreAck, Status> {
+        Err(Status::unimplemented("a fixed round has no scoring phase"))
+    }
+
+    async fn fetch_global(&self, _site: &str, _round_id: u64) -> Result<SignedModel, Status> {
+        Err(Status::unimplemented("a fixed round has no global model"))
+    }
+}
+
+/// Checks a join against the registered keys: the site must be known, and the key it announces
+/// (if any) must be the registered one.
+pub fn check_join_key(
+    site_keys: &HashMap<String, VerifyingKey>,
+    site: &str,
+    request: &JoinRequest,
+) -> Result<(), Status> {
+    let Some(known) = site_keys.get(site) else {
+        warn!(site = %site, "join refused: no model verifying key registered for this site");
+        return Err(Status::permission_denied(format!(
+            "site '{site}' is not registered"
+        )));
+    };
+    if !request.signing_public_key.is_empty() && request.signing_public_key != known.as_bytes() {
+        warn!(site = %site, "join refused: signing key differs from the registered one");
+        return Err(Status::permission_denied(format!(
+            "site '{site}': signing key differs from the registered one"
+        )));
+    }
+    Ok(())
+}
+
 /// The coordinator's gRPC service.
 pub struct CoordinatorService {
-    config: CoordinatorConfig,
-    uploads: mpsc::Sender<ReceivedModel>,
+    config: ServiceConfig,
+    rounds: Arc<dyn Rounds>,
 }
 
 impl CoordinatorService {
-    /// A service that hands accepted uploads to `uploads`.
-    pub fn new(config: CoordinatorConfig, uploads: mpsc::Sender<ReceivedModel>) -> Self {
-        CoordinatorService { config, uploads }
+    /// A service that checks requests against `config` and hands them to `rounds`.
+    pub fn new(config: ServiceConfig, rounds: Arc<dyn Rounds>) -> Self {
+        CoordinatorService { config, rounds }
     }
 
     /// The tonic server wrapping this service, with message size limits set.
@@ -111,6 +262,26 @@ pub fn common_name(der: &[u8]) -> Option<String> {
     cn.as_str().ok().map(str::to_string)
 }
 
+fn check_site_field(field: &str, site: &str) -> Result<(), Status> {
+    if !field.is_empty() && field != site {
+        return Err(Status::permission_denied(format!(
+            "site id '{field}' does not match the client certificate ('{site}')"
+        )));
+    }
+    Ok(())
+}
+
+type ChunkStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn log_refusal<T>(what: &str, site: &str, result: Result<T, Status>) -> Result<T, Status> {
+    if let Err(status) = &result {
+        if status.code() != tonic::Code::Unavailable {
+            warn!(site = %site, reason = %status.message(), "{what} refused");
+        }
+    }
+    result
+}
+
 #[tonic::async_trait]
 impl Federation for CoordinatorService {
     async fn health(
@@ -126,40 +297,27 @@ impl Federation for CoordinatorService {
 
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
         let site = peer_site(&request)?;
-        let msg = request.get_ref();
+        let msg = request.into_inner();
         check_version(msg.protocol_version)?;
-        if !msg.site_id.is_empty() && msg.site_id != site {
+        if let Err(e) = check_site_field(&msg.site_id, &site) {
             warn!(cert = %site, claimed = %msg.site_id, "join refused: site id does not match certificate");
-            return Err(Status::permission_denied(format!(
-                "site id '{}' does not match the client certificate ('{site}')",
-                msg.site_id
-            )));
+            return Err(e);
         }
-        let Some(known) = self.config.site_keys.get(&site) else {
-            warn!(site = %site, "join refused: no model verifying key registered for this site");
-            return Err(Status::permission_denied(format!(
-                "site '{site}' is not registered"
-            )));
-        };
-        if !msg.signing_public_key.is_empty() && msg.signing_public_key != known.as_bytes() {
-            warn!(site = %site, "join refused: signing key differs from the registered one");
-            return Err(Status::permission_denied(format!(
-                "site '{site}': signing key differs from the registered one"
-            )));
-        }
+        let reply = log_refusal("join", &site, self.rounds.join(&site, msg).await)?;
         info!(site = %site, "site joined");
-        Ok(Response::new(JoinReply {
-            protocol_version: PROTOCOL_VERSION,
-            site_id: site,
-            current_round: self.config.round.as_ref().map_or(0, |r| r.round_id),
-        }))
+        Ok(Response::new(reply))
     }
 
     async fn await_round(
         &self,
-        _request: Request<AwaitRoundRequest>,
+        request: Request<AwaitRoundRequest>,
     ) -> Result<Response<RoundOpen>, Status> {
-        Err(Status::unimplemented("AwaitRound is not implemented yet"))
+        let site = peer_site(&request)?;
+        let msg = request.into_inner();
+        check_version(msg.protocol_version)?;
+        check_site_field(&msg.site_id, &site)?;
+        let open = self.rounds.await_round(&site, msg.after_round).await?;
+        Ok(Response::new(open))
     }
 
     async fn upload_model(
@@ -167,72 +325,104 @@ impl Federation for CoordinatorService {
         request: Request<Streaming<ModelChunk>>,
     ) -> Result<Response<UploadReply>, Status> {
         let site = peer_site(&request)?;
-        let result = receive_upload(&self.config, &site, request.into_inner()).await;
-        let received = match result {
-            Ok(received) => received,
-            Err(status) => {
-                warn!(site = %site, reason = %status.message(), "upload refused");
-                return Err(status);
-            }
-        };
-        info!(
-            site = %site,
-            round = received.round_id,
-            n_bytes = received.model.len(),
-            hash = %hex(&received.model_sha256),
-            "model accepted"
+        let result = receive_upload(
+            &self.config,
+            self.rounds.as_ref(),
+            &site,
+            request.into_inner(),
+        )
+        .await;
+        let received = log_refusal("upload", &site, result)?;
+        let (round, n_bytes, hash) = (
+            received.round_id,
+            received.model.len(),
+            hex(&received.model_sha256),
         );
-        let reply = UploadReply {
-            round_id: received.round_id,
-            n_bytes: received.model.len() as u64,
-            model_sha256: received.model_sha256.to_vec(),
-        };
-        self.uploads
-            .send(received)
-            .await
-            .map_err(|_| Status::unavailable("coordinator is shutting down"))?;
+        let reply = log_refusal("upload", &site, self.rounds.accept_upload(received).await)?;
+        info!(site = %site, round, n_bytes, hash = %hash, "model accepted");
         Ok(Response::new(reply))
     }
 
-    async fn score_trees(
+    type AwaitCandidatesStream = ChunkStream<CandidateChunk>;
+
+    async fn await_candidates(
         &self,
-        _request: Request<ScoreRequest>,
-    ) -> Result<Response<ScoreReply>, Status> {
-        Err(Status::unimplemented("ScoreTrees is not implemented yet"))
+        request: Request<CandidatesRequest>,
+    ) -> Result<Response<Self::AwaitCandidatesStream>, Status> {
+        let site = peer_site(&request)?;
+        let msg = request.into_inner();
+        check_version(msg.protocol_version)?;
+        let candidates = log_refusal(
+            "candidates",
+            &site,
+            self.rounds.await_candidates(&site, msg.round_id).await,
+        )?;
+        let chunks = candidate_chunks(&candidates);
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            chunks.into_iter().map(Ok),
+        ))))
     }
 
-    type FetchGlobalStream = Pin<Box<dyn Stream<Item = Result<ModelChunk, Status>> + Send>>;
+    async fn submit_scores(
+        &self,
+        request: Request<ScoreReport>,
+    ) -> Result<Response<ScoreAck>, Status> {
+        let site = peer_site(&request)?;
+        let msg = request.into_inner();
+        check_version(msg.protocol_version)?;
+        check_site_field(&msg.site_id, &site)?;
+        let ack = log_refusal("scores", &site, self.rounds.submit_scores(&site, msg).await)?;
+        info!(site = %site, round = ack.round_id, n_scores = ack.n_scores, "scores accepted");
+        Ok(Response::new(ack))
+    }
+
+    type FetchGlobalStream = ChunkStream<ModelChunk>;
 
     async fn fetch_global(
         &self,
-        _request: Request<FetchGlobalRequest>,
+        request: Request<FetchGlobalRequest>,
     ) -> Result<Response<Self::FetchGlobalStream>, Status> {
-        Err(Status::unimplemented("FetchGlobal is not implemented yet"))
+        let site = peer_site(&request)?;
+        let msg = request.into_inner();
+        check_version(msg.protocol_version)?;
+        let global = log_refusal(
+            "global model download",
+            &site,
+            self.rounds.fetch_global(&site, msg.round_id).await,
+        )?;
+        let chunks = model_chunks(
+            global.round_id,
+            &global.signer,
+            &global.model,
+            global.model_sha256,
+            &global.signature,
+        );
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            chunks.into_iter().map(Ok),
+        ))))
     }
 }
 
 /// Reads an upload stream, checking each chunk as it arrives.
 async fn receive_upload(
-    config: &CoordinatorConfig,
+    config: &ServiceConfig,
+    rounds: &dyn Rounds,
     site: &str,
     mut chunks: Streaming<ModelChunk>,
 ) -> Result<ReceivedModel, Status> {
-    let round = config
-        .round
-        .as_ref()
-        .ok_or_else(|| Status::failed_precondition("no round is open"))?;
-    let key = config
-        .site_keys
-        .get(site)
-        .ok_or_else(|| Status::permission_denied(format!("site '{site}' is not registered")))?;
     let mut model = Vec::new();
     let mut next_idx = 0u32;
+    let mut target: Option<(RoundOpen, VerifyingKey)> = None;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
         check_version(chunk.protocol_version)?;
+        let (round, key) = match &target {
+            Some(t) => t,
+            None => target.insert(rounds.upload_target(site, chunk.round_id).await?),
+        };
         if chunk.round_id != round.round_id {
-            return Err(Status::failed_precondition(format!(
-                "upload for round {} refused: round {} is open",
+            return Err(Status::invalid_argument(format!(
+                "chunk for round {} inside an upload for round {}",
                 chunk.round_id, round.round_id
             )));
         }

@@ -1,13 +1,17 @@
-//! Model signatures: a site signs (round id, nonce, model hash) with its Ed25519 key.
+//! Model signatures: a site signs (round id, nonce, model hash) of its upload with its Ed25519
+//! key, and the coordinator signs the same triple for the global model of the round.
 //!
 //! Binding the round id and the round's nonce makes an upload unusable in any other round, and
-//! binding the hash makes it unusable for any other model.
+//! binding the hash makes it unusable for any other model. Uploads and global models sign under
+//! different domain prefixes, so neither signature can stand in for the other.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-/// Domain separation prefix of the signed message.
+/// Domain separation prefix of a site's upload signature.
 const DOMAIN: &[u8] = b"fedids-model-v1";
+/// Domain separation prefix of the coordinator's global model signature.
+const DOMAIN_GLOBAL: &[u8] = b"fedids-global-v1";
 
 /// Errors verifying a signed model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,10 +48,14 @@ pub fn model_hash(model: &[u8]) -> [u8; 32] {
     Sha256::digest(model).into()
 }
 
-/// The exact bytes that are signed: domain, round id (big endian), nonce length, nonce, hash.
+/// The exact bytes a site signs: domain, round id (big endian), nonce length, nonce, hash.
 pub fn signed_message(round_id: u64, nonce: &[u8], model_hash: &[u8; 32]) -> Vec<u8> {
-    let mut msg = Vec::with_capacity(DOMAIN.len() + 8 + 4 + nonce.len() + 32);
-    msg.extend_from_slice(DOMAIN);
+    message(DOMAIN, round_id, nonce, model_hash)
+}
+
+fn message(domain: &[u8], round_id: u64, nonce: &[u8], model_hash: &[u8; 32]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(domain.len() + 8 + 4 + nonce.len() + 32);
+    msg.extend_from_slice(domain);
     msg.extend_from_slice(&round_id.to_be_bytes());
     // Lengths fit in u32 (nonces are 32 bytes); saturate rather than wrap just in case.
     msg.extend_from_slice(&u32::try_from(nonce.len()).unwrap_or(u32::MAX).to_be_bytes());
@@ -56,7 +64,7 @@ pub fn signed_message(round_id: u64, nonce: &[u8], model_hash: &[u8; 32]) -> Vec
     msg
 }
 
-/// Signs (round id, nonce, model hash).
+/// Signs (round id, nonce, model hash) of a site's upload.
 pub fn sign_model(
     key: &SigningKey,
     round_id: u64,
@@ -67,9 +75,61 @@ pub fn sign_model(
         .to_bytes()
 }
 
+/// Signs (round id, nonce, model hash) of a round's global model (the coordinator's key).
+pub fn sign_global(
+    key: &SigningKey,
+    round_id: u64,
+    nonce: &[u8],
+    model_hash: &[u8; 32],
+) -> [u8; 64] {
+    key.sign(&message(DOMAIN_GLOBAL, round_id, nonce, model_hash))
+        .to_bytes()
+}
+
+/// Verifies a global model: `model` hashes to `announced_hash` and `signature` is the
+/// coordinator's signature of (round id, nonce, hash).
+pub fn verify_global(
+    key: &VerifyingKey,
+    round_id: u64,
+    nonce: &[u8],
+    model: &[u8],
+    announced_hash: &[u8],
+    signature: &[u8],
+) -> Result<[u8; 32], SignatureError> {
+    verify(
+        DOMAIN_GLOBAL,
+        key,
+        round_id,
+        nonce,
+        model,
+        announced_hash,
+        signature,
+    )
+}
+
 /// Verifies that `model` hashes to `announced_hash` and that `signature` signs (round id, nonce,
 /// hash) under `key`.
 pub fn verify_model(
+    key: &VerifyingKey,
+    round_id: u64,
+    nonce: &[u8],
+    model: &[u8],
+    announced_hash: &[u8],
+    signature: &[u8],
+) -> Result<[u8; 32], SignatureError> {
+    verify(
+        DOMAIN,
+        key,
+        round_id,
+        nonce,
+        model,
+        announced_hash,
+        signature,
+    )
+}
+
+fn verify(
+    domain: &[u8],
     key: &VerifyingKey,
     round_id: u64,
     nonce: &[u8],
@@ -91,7 +151,7 @@ pub fn verify_model(
         .try_into()
         .map_err(|_| SignatureError::MalformedSignature(signature.len()))?;
     key.verify(
-        &signed_message(round_id, nonce, &computed),
+        &message(domain, round_id, nonce, &computed),
         &Signature::from_bytes(&signature),
     )
     .map_err(|_| SignatureError::BadSignature { round_id })?;
@@ -144,6 +204,20 @@ mod tests {
         let hash = model_hash(&model);
         let err = verify_model(&key.verifying_key(), 7, b"nonce", &model, &hash, &sig).unwrap_err();
         assert_eq!(err, SignatureError::BadSignature { round_id: 7 });
+    }
+
+    #[test]
+    fn upload_and_global_signatures_are_not_interchangeable() {
+        let model = b"m".to_vec();
+        let (key, hash, sig) = check(&model);
+        let vk = key.verifying_key();
+        assert!(verify_global(&vk, 7, b"nonce", &model, &hash, &sig).is_err());
+        let global = sign_global(&key, 7, b"nonce", &hash);
+        assert_eq!(
+            verify_global(&vk, 7, b"nonce", &model, &hash, &global),
+            Ok(hash)
+        );
+        assert!(verify_model(&vk, 7, b"nonce", &model, &hash, &global).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use fedids_net::client::{signed_chunks, SiteClient};
 use fedids_net::pki::{init_ca, issue_site, Ca, SiteIdentity, Validity};
 use fedids_net::proto::RoundOpen;
-use fedids_net::server::{serve, CoordinatorConfig, CoordinatorService, ReceivedModel};
+use fedids_net::server::{serve, CoordinatorService, FixedRound, ReceivedModel, ServiceConfig};
 use fedids_net::{tls, PROTOCOL_VERSION};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -72,6 +72,7 @@ fn round() -> RoundOpen {
         trees_per_site: 50,
         ranking_metric: "wa".to_string(),
         nonce: vec![42; 32],
+        ..RoundOpen::default()
     }
 }
 
@@ -83,12 +84,12 @@ fn federation() -> Federation {
 
 async fn start(fed: &Federation, max_model_bytes: u64) -> Running {
     let coordinator = issue_site(&fed.ca, "coordinator", Validity::days_from_now(1)).unwrap();
-    let config = CoordinatorConfig {
-        max_model_bytes,
+    let (tx, uploads) = mpsc::channel(4);
+    let rounds = FixedRound {
         site_keys: HashMap::from([("site-a".to_string(), fed.site.signing_key.verifying_key())]),
         round: Some(round()),
+        uploads: tx,
     };
-    let (tx, uploads) = mpsc::channel(4);
     let tls = tls::server_config(
         &fed.ca.cert_pem,
         &coordinator.cert_pem,
@@ -101,7 +102,7 @@ async fn start(fed: &Federation, max_model_bytes: u64) -> Running {
     let server = tokio::spawn(serve(
         listener,
         tls,
-        CoordinatorService::new(config, tx),
+        CoordinatorService::new(ServiceConfig { max_model_bytes }, Arc::new(rounds)),
         async {
             let _ = stopped.await;
         },

@@ -1,16 +1,19 @@
 //! One module per subcommand, plus the input and model plumbing they share.
 
+mod coordinator;
 mod demo;
 mod detect;
 mod eval;
 mod experiment;
 mod inspect;
 mod intel;
+mod model_file;
 mod pki;
 mod predict;
 mod report;
 mod respond;
 mod simulate;
+mod site;
 mod taxii;
 mod train;
 
@@ -39,6 +42,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo::run(a, quiet),
         Command::Simulate(a) => simulate::run(a, quiet),
         Command::Experiment(a) => experiment::run(a, quiet),
+        Command::Coordinator(a) => coordinator::run(a),
+        Command::Site(a) => site::run(a, quiet),
         Command::Pki { command } => pki::run(command),
     }
 }

@@ -1,0 +1,152 @@
+//! The coordinator's durable state: an embedded redb database in the coordinator's state
+//! directory.
+//!
+//! Every accepted upload is written together with the round record that lists it, in one write
+//! transaction that is durable when it commits, before the site hears "accepted". A coordinator
+//! killed at any point restarts from the last committed transaction: nothing it acknowledged is
+//! lost.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+use crate::state::RoundRecord;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const ROUNDS: TableDefinition<u64, &[u8]> = TableDefinition::new("rounds");
+const MODELS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("models");
+
+/// Key of the federation schema in the meta table.
+const SCHEMA: &str = "schema";
+/// Site name under which a round's global model is stored (site names are never empty).
+const GLOBAL: &str = "";
+
+/// Errors of the coordinator store.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {what}")]
+pub struct StoreError {
+    path: PathBuf,
+    what: String,
+}
+
+fn db_err(e: impl Into<redb::Error>) -> String {
+    e.into().to_string()
+}
+
+/// The coordinator's database.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) `state_dir/coordinator.redb`.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = state_dir.join("coordinator.redb");
+        let err = |what: String| StoreError {
+            path: path.clone(),
+            what,
+        };
+        std::fs::create_dir_all(state_dir).map_err(|e| err(e.to_string()))?;
+        let db = Database::create(&path).map_err(|e| err(e.to_string()))?;
+        let store = Store { db, path };
+        store.write(|tx| {
+            tx.open_table(META).map_err(db_err)?;
+            tx.open_table(ROUNDS).map_err(db_err)?;
+            tx.open_table(MODELS).map_err(db_err)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            what: e.to_string(),
+        }
+    }
+
+    fn write(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), String>,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        f(&tx).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The agreed federation schema (JSON), if one was stored.
+    pub fn schema(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(META).map_err(|e| self.err(e))?;
+        let value = table.get(SCHEMA).map_err(|e| self.err(e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// The latest round record, if any.
+    pub fn last_round(&self) -> Result<Option<RoundRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(ROUNDS).map_err(|e| self.err(e))?;
+        let last = table.last().map_err(|e| self.err(e))?;
+        match last {
+            None => Ok(None),
+            Some((_, v)) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(|e| self.err(format!("round record does not decode: {e}"))),
+        }
+    }
+
+    /// Stores a round record, with the schema when it is given (the first round's opening).
+    pub fn put_round(
+        &self,
+        round: &RoundRecord,
+        schema_json: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let record = serde_json::to_vec(round).map_err(|e| self.err(e))?;
+        self.write(|tx| {
+            if let Some(schema) = schema_json {
+                tx.open_table(META)
+                    .map_err(db_err)?
+                    .insert(SCHEMA, schema)
+                    .map_err(db_err)?;
+            }
+            tx.open_table(ROUNDS)
+                .map_err(db_err)?
+                .insert(round.id, record.as_slice())
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    /// Stores a model (an upload, or with `site == None` the global model) and the round record
+    /// that refers to it, atomically.
+    pub fn put_model(
+        &self,
+        round: &RoundRecord,
+        site: Option<&str>,
+        model: &[u8],
+    ) -> Result<(), StoreError> {
+        let record = serde_json::to_vec(round).map_err(|e| self.err(e))?;
+        self.write(|tx| {
+            tx.open_table(MODELS)
+                .map_err(db_err)?
+                .insert((round.id, site.unwrap_or(GLOBAL)), model)
+                .map_err(db_err)?;
+            tx.open_table(ROUNDS)
+                .map_err(db_err)?
+                .insert(round.id, record.as_slice())
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    /// A stored model (`site == None`: the round's global model).
+    pub fn model(&self, round_id: u64, site: Option<&str>) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(MODELS).map_err(|e| self.err(e))?;
+        let value = table
+            .get((round_id, site.unwrap_or(GLOBAL)))
+            .map_err(|e| self.err(e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+}
