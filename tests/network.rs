@@ -281,8 +281,8 @@ fn three_sites_complete_a_round_and_agree_on_the_signed_global_model() {
     let (mut coordinator, addr) = fed.coordinator("coordinator", &["--join-timeout", "60s"]);
     let mut sites: Vec<Proc> = SITES.iter().map(|s| fed.site(s, &addr, &[])).collect();
     let reports: Vec<Value> = sites.iter_mut().map(|p| p.json()).collect();
-    let rounds = coordinator.json();
-    let round = &rounds[0];
+    let out = coordinator.json();
+    let round = &out["rounds"][0];
     assert_eq!(round["id"], 1);
     assert_eq!(round["phase"], "Merged", "{round}");
     let global = &round["global"];
@@ -311,6 +311,20 @@ fn three_sites_complete_a_round_and_agree_on_the_signed_global_model() {
         serde_json::from_str(&std::fs::read_to_string(fed.path("cstate/round-1.json")).unwrap())
             .unwrap();
     assert_eq!(&saved, round);
+    // Bytes on the wire cover at least the models that crossed it.
+    let model_bytes: u64 = SITES
+        .iter()
+        .map(|s| round["uploads"][s]["n_bytes"].as_u64().unwrap())
+        .sum();
+    assert!(
+        out["wire"]["received"].as_u64().unwrap() > model_bytes,
+        "{out}"
+    );
+    let global_bytes = round["global"]["n_bytes"].as_u64().unwrap();
+    assert!(
+        out["wire"]["sent"].as_u64().unwrap() > 3 * global_bytes,
+        "{out}"
+    );
     // Every upload was verified: hash and signature recorded per site.
     for site in SITES {
         assert_eq!(
@@ -374,8 +388,8 @@ fn a_site_that_dies_mid_round_is_named_and_the_round_completes_with_min_sites() 
         let report = p.json();
         assert_eq!(report[0]["round"], 1);
     }
-    let rounds = coordinator.json();
-    let round = &rounds[0];
+    let out = coordinator.json();
+    let round = &out["rounds"][0];
     assert_eq!(round["phase"], "Merged", "{round}");
     assert_eq!(
         round["global"]["merged_sites"],
@@ -430,8 +444,8 @@ fn a_killed_coordinator_restarts_and_completes_the_round_without_losing_uploads(
     let mut late = fed.site("site-3", &addr, &[]);
     let mut reports: Vec<Value> = sites.iter_mut().map(|p| p.json()).collect();
     reports.push(late.json());
-    let rounds = second.json();
-    let round = &rounds[0];
+    let out = second.json();
+    let round = &out["rounds"][0];
     assert_eq!(round["phase"], "Merged", "{round}");
     assert_eq!(round["global"]["merged_sites"], serde_json::json!(SITES));
     // The two uploads from before the crash were not sent again: the restarted coordinator

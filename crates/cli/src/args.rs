@@ -50,7 +50,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
-    /// The embedded default job: train on a bundled NSL-KDD sample and evaluate on KDDTest+.
+    /// The embedded default job: a federation of 3 site processes and a coordinator on
+    /// 127.0.0.1 over the bundled NSL-KDD sample, evaluated on KDDTest+ (`--local`: one forest).
     Demo(DemoArgs),
     /// Simulate a federation in one process: partition a dataset over sites, train local
     /// forests, merge them with each strategy, and compare with the baselines.
@@ -376,6 +377,10 @@ pub struct DemoArgs {
     /// Number of trees (per site in the federated demo).
     #[arg(long, default_value_t = 100)]
     pub trees: usize,
+    /// Merge strategy of the federated demo (default: top-per-site:TREES/3:wa:wv, the best third
+    /// of every site's trees, ranked by weighted accuracy on the site's own validation rows).
+    #[arg(long)]
+    pub strategy: Option<String>,
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -553,7 +558,7 @@ pub struct CoordinatorArgs {
     pub min_sites: Option<usize>,
     /// Merge strategy: all, top-per-site:N, top-global:K, cross-site:K, weighted:K or support,
     /// with optional :a|wa ranking and :sv|wv|soft voting.
-    #[arg(long, default_value = "top-global:50:wa:wv")]
+    #[arg(long, default_value = "top-per-site:25:wa:wv")]
     pub strategy: String,
     /// Trees each site grows.
     #[arg(long, default_value_t = 50)]

@@ -482,6 +482,94 @@ async fn receive_upload(
     ))
 }
 
+/// Bytes that crossed the coordinator's TCP connections (TLS, HTTP/2 and gRPC framing
+/// included), for measuring protocol overhead.
+#[derive(Debug, Default)]
+pub struct WireBytes {
+    read: std::sync::atomic::AtomicU64,
+    written: std::sync::atomic::AtomicU64,
+}
+
+/// A snapshot of [`WireBytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WireTotals {
+    /// Bytes received from peers.
+    pub received: u64,
+    /// Bytes sent to peers.
+    pub sent: u64,
+}
+
+impl WireBytes {
+    /// The totals so far.
+    pub fn snapshot(&self) -> WireTotals {
+        use std::sync::atomic::Ordering::Relaxed;
+        WireTotals {
+            received: self.read.load(Relaxed),
+            sent: self.written.load(Relaxed),
+        }
+    }
+}
+
+/// A TCP stream that counts the bytes through it.
+struct Counted {
+    inner: tokio::net::TcpStream,
+    wire: Arc<WireBytes>,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.wire
+            .read
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        poll
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &poll {
+            self.wire
+                .written
+                .fetch_add(*n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for Counted {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
 /// Serves `service` on `listener` over mutual TLS until `shutdown` completes.
 ///
 /// Each connection's TLS handshake runs in its own task, so a slow or hostile peer cannot stall
@@ -491,6 +579,17 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     service: CoordinatorService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    serve_counted(listener, tls, service, Arc::default(), shutdown).await
+}
+
+/// [`serve`], counting the bytes of every connection in `wire`.
+pub async fn serve_counted(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    service: CoordinatorService,
+    wire: Arc<WireBytes>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -507,6 +606,10 @@ pub async fn serve(
             };
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let tcp = Counted {
+                inner: tcp,
+                wire: wire.clone(),
+            };
             tokio::spawn(async move {
                 if let Some(stream) = handshake(&acceptor, tcp, peer).await {
                     // The server has stopped when the receiver is gone; nothing to do then.
@@ -524,9 +627,9 @@ pub async fn serve(
 
 async fn handshake(
     acceptor: &tokio_rustls::TlsAcceptor,
-    tcp: tokio::net::TcpStream,
+    tcp: Counted,
     peer: SocketAddr,
-) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+) -> Option<tokio_rustls::server::TlsStream<Counted>> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
             let site = stream

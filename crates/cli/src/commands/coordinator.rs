@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use fedids_federation::MergeStrategy;
 use fedids_net::pki::PkiDir;
-use fedids_net::server::{serve, CoordinatorService, ServiceConfig};
+use fedids_net::server::{serve_counted, CoordinatorService, ServiceConfig, WireBytes};
 use fedids_net::tls::server_config;
 use fedids_round::coordinator::{Coordinator, CoordinatorConfig};
 use fedids_round::metrics::{serve_metrics, Metrics};
@@ -72,6 +72,7 @@ pub fn run(a: CoordinatorArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let wire = Arc::new(WireBytes::default());
     let records = runtime.block_on(async {
         let store = Store::open(&a.state)?;
         let metrics = Arc::new(Metrics::new());
@@ -109,7 +110,7 @@ pub fn run(a: CoordinatorArgs) -> Result<()> {
             },
             coordinator.clone(),
         );
-        let server = tokio::spawn(serve(listener, tls, service, async {
+        let server = tokio::spawn(serve_counted(listener, tls, service, wire.clone(), async {
             let _ = stopped.await;
         }));
         let result = coordinator.run().await;
@@ -123,7 +124,8 @@ pub fn run(a: CoordinatorArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if a.json {
-        crate::ui::emit(&format!("{}\n", serde_json::to_string_pretty(&records)?))?;
+        let v = serde_json::json!({ "rounds": records, "wire": wire.snapshot() });
+        crate::ui::emit(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
     } else {
         crate::ui::emit(&summary(&records))?;
     }

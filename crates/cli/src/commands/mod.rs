@@ -2,6 +2,7 @@
 
 mod coordinator;
 mod demo;
+mod demo_fed;
 mod detect;
 mod eval;
 mod experiment;
