@@ -498,3 +498,30 @@ fn a_tampered_model_is_refused_and_the_site_is_told_why() {
     assert!(!log.contains("model accepted"), "{log}");
     coordinator.kill();
 }
+
+#[test]
+fn rounds_run_back_to_back_and_every_site_takes_part_in_each() {
+    let fed = Fed::new();
+    let (mut coordinator, addr) = fed.coordinator(
+        "coordinator",
+        &["--sites", "site-1,site-2", "--rounds", "2"],
+    );
+    let mut sites: Vec<Proc> = ["site-1", "site-2"]
+        .iter()
+        .map(|s| fed.site(s, &addr, &["--rounds", "2"]))
+        .collect();
+    let reports: Vec<Value> = sites.iter_mut().map(|p| p.json()).collect();
+    let out = coordinator.json();
+    let rounds = out["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2);
+    for (i, round) in rounds.iter().enumerate() {
+        assert_eq!(round["id"], i + 1);
+        assert_eq!(round["phase"], "Merged", "{round}");
+        for r in &reports {
+            assert_eq!(r[i]["round"], i + 1);
+            assert_eq!(r[i]["global_sha256"], round["global"]["hash"]);
+        }
+    }
+    // A fresh nonce per round: round 1's signatures are worthless in round 2.
+    assert_ne!(rounds[0]["nonce"], rounds[1]["nonce"]);
+}

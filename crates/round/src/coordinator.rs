@@ -11,8 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use fedids_data::Schema;
 use fedids_federation::{
-    encode_global, merge, merge_support, CategorySupport, MergeStrategy, ScoreTable, SiteId,
-    SiteModel,
+    encode_global, merge, merge_support, CategorySupport, MergeStrategy, Metric, ScoreTable,
+    SiteId, SiteModel,
 };
 use fedids_forest::{model as forest_model, Forest, TreeScore};
 use fedids_net::proto::{
@@ -105,6 +105,20 @@ pub struct Coordinator {
     state: Mutex<State>,
     changed: watch::Sender<u64>,
     metrics: Arc<Metrics>,
+}
+
+/// The ranking metric of a strategy in its command-line spelling (`a`, `wa`; empty when the
+/// strategy ranks nothing).
+fn ranking_metric(strategy: &MergeStrategy) -> &'static str {
+    match strategy {
+        MergeStrategy::TopPerSite { metric, .. }
+        | MergeStrategy::TopGlobal { metric, .. }
+        | MergeStrategy::CrossSite { metric, .. } => match metric {
+            Metric::Accuracy => "a",
+            Metric::WeightedAccuracy => "wa",
+        },
+        _ => "",
+    }
 }
 
 /// Unix time in ms.
@@ -211,7 +225,7 @@ impl Coordinator {
             round_id: r.id,
             strategy: r.strategy.clone(),
             trees_per_site: r.trees_per_site,
-            ranking_metric: String::new(),
+            ranking_metric: ranking_metric(&self.cfg.strategy).to_string(),
             nonce: r.nonce.clone(),
             schema_json: schema_json.to_vec(),
             validation_fraction: r.validation_fraction,
@@ -245,6 +259,10 @@ impl Coordinator {
             };
             if next_id > self.cfg.rounds {
                 break;
+            }
+            if next_id > 1 {
+                // Sites download round r's model before round r + 1 replaces it.
+                self.wait_for_fetches().await;
             }
             self.wait_for_joins(join_deadline).await?;
             self.open_round(next_id)?;

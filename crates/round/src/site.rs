@@ -161,6 +161,8 @@ pub struct SiteRoundReport {
     pub model_bytes: usize,
     /// Size of the downloaded global model file.
     pub global_bytes: usize,
+    /// Size of the candidate model file received for scoring (0 when only own trees are scored).
+    pub candidate_bytes: usize,
     /// Milliseconds per step: `wait_round`, `train`, `upload`, `wait_candidates`, `scoring`,
     /// `wait_global`, `fetch`.
     pub ms: std::collections::BTreeMap<String, u64>,
@@ -457,6 +459,7 @@ async fn run_round(
             .score_trees(&x_val, &y_val)
             .map_err(|e| e.to_string())?
     };
+    let candidate_bytes = candidates.model.len();
     let mut other_iter = others.into_iter();
     let mut scores = Vec::with_capacity(candidates.candidates.len());
     for c in &candidates.candidates {
@@ -577,6 +580,7 @@ async fn run_round(
         global_sha256,
         model_bytes: model.len(),
         global_bytes: signed.model.len(),
+        candidate_bytes,
         ms,
     })
 }
