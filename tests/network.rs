@@ -175,6 +175,12 @@ impl Fed {
 
     /// Starts a coordinator on a free port; returns it once its ready file names the address.
     fn coordinator(&self, name: &str, extra: &[&str]) -> (Proc, String) {
+        let (proc, ready) = self.coordinator_ready(name, extra);
+        (proc, ready["grpc"].as_str().unwrap().to_string())
+    }
+
+    /// [`Fed::coordinator`], returning the whole ready file (gRPC and metrics addresses).
+    fn coordinator_ready(&self, name: &str, extra: &[&str]) -> (Proc, Value) {
         let ready = self.dir.path(&format!("{name}.ready"));
         let _ = std::fs::remove_file(&ready);
         let mut args = vec![
@@ -197,8 +203,7 @@ impl Fed {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(text) = std::fs::read_to_string(&ready) {
-                let v: Value = serde_json::from_str(&text).unwrap();
-                return (proc, v["grpc"].as_str().unwrap().to_string());
+                return (proc, serde_json::from_str(&text).unwrap());
             }
             if let Some(status) = proc.child.try_wait().unwrap() {
                 panic!("coordinator exited ({status}):\n{}", proc.stderr());
@@ -353,9 +358,7 @@ fn three_sites_complete_a_round_and_agree_on_the_signed_global_model() {
 #[test]
 fn a_site_that_dies_mid_round_is_named_and_the_round_completes_with_min_sites() {
     let fed = Fed::new();
-    let metrics_port = free_port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let (mut coordinator, addr) = fed.coordinator(
+    let (mut coordinator, ready) = fed.coordinator_ready(
         "coordinator",
         &[
             "--min-sites",
@@ -363,9 +366,11 @@ fn a_site_that_dies_mid_round_is_named_and_the_round_completes_with_min_sites() 
             "--scoring-timeout",
             "4s",
             "--metrics",
-            &metrics_addr,
+            "127.0.0.1:0",
         ],
     );
+    let addr = ready["grpc"].as_str().unwrap().to_string();
+    let metrics_addr = ready["metrics"].as_str().unwrap().to_string();
     // site-3 uploads, then its process exits before it scores anything.
     let mut dying = fed.site("site-3", &addr, &["--fault", "exit-after-upload"]);
     let mut survivors: Vec<Proc> = ["site-1", "site-2"]
