@@ -1,0 +1,331 @@
+//! Ledger entries: what is recorded, who signed it, and its deterministic bytes.
+//!
+//! An entry's bytes are `FEDIDSLE`, then the postcard encoding of [`Entry`] (format version
+//! first). Postcard's encoding is documented and stable, has no maps and no floats here, so the
+//! same entry always has the same bytes and the same hash. The author signs
+//! `"fedids-ledger-entry-v1" ‖ postcard(UnsignedEntry)` with Ed25519.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::merkle::Hash;
+
+/// Magic prefix of an encoded entry.
+pub const ENTRY_MAGIC: &[u8; 8] = b"FEDIDSLE";
+/// Version of the entry format written by this build.
+pub const ENTRY_VERSION: u16 = 1;
+/// Largest encoded entry accepted.
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
+const SIGNING_DOMAIN: &[u8] = b"fedids-ledger-entry-v1";
+
+/// What an author may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    /// Registers and revokes keys, records aggregations (a federation operator or coordinator).
+    Authority,
+    /// Contributes models and publishes intelligence.
+    Site,
+    /// Runs a ledger node and signs tree heads.
+    Node,
+}
+
+/// A model a site contributed to a round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contribution {
+    /// The round.
+    pub round: u64,
+    /// SHA-256 of the model file.
+    pub model_sha256: Hash,
+    /// Trees in the forest.
+    pub n_trees: u32,
+    /// Rows the forest was trained on.
+    pub n_train_rows: u64,
+    /// Accuracy of the forest on the site's own validation rows, in parts per million.
+    pub validation_accuracy_ppm: u32,
+}
+
+/// Trees of one site kept in a global model, and the validation gain they brought.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// The site.
+    pub site: String,
+    /// Its trees in the global model.
+    pub n_trees: u32,
+    /// Change of the site's validation accuracy from its own forest to the global model, in
+    /// parts per million (negative when the global model is worse there).
+    pub validation_gain_ppm: i64,
+}
+
+/// The result of merging a round's contributions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Aggregation {
+    /// The round.
+    pub round: u64,
+    /// Merge strategy, command-line spelling.
+    pub strategy: String,
+    /// Seed of the merge.
+    pub seed: u64,
+    /// `(site, model hash)` of every merged input, sorted by site.
+    pub inputs: Vec<(String, Hash)>,
+    /// SHA-256 of the scores the merge used (their canonical encoding).
+    pub scores_sha256: Hash,
+    /// SHA-256 of the global model file.
+    pub output_sha256: Hash,
+    /// Trees kept per site.
+    pub accepted: Vec<Accepted>,
+}
+
+/// What an entry records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// The first entry: the federation's name and its authorities' keys.
+    Genesis {
+        /// Federation name.
+        federation: String,
+        /// `(name, Ed25519 key)` of each authority.
+        authorities: Vec<(String, [u8; 32])>,
+    },
+    /// A key registration (by an authority).
+    RegisterKey {
+        /// Whose key.
+        name: String,
+        /// The Ed25519 verifying key.
+        key: [u8; 32],
+        /// What the key may sign.
+        role: Role,
+    },
+    /// A site's model contribution (by the site itself: non-repudiation).
+    ModelContribution(Contribution),
+    /// A merge (by an authority).
+    Aggregation(Aggregation),
+    /// A threat-intelligence publication (by a site or an authority).
+    IntelPublication {
+        /// SHA-256 of the published bundle.
+        bundle_sha256: Hash,
+        /// Objects in the bundle.
+        n_objects: u32,
+        /// Where it was published (e.g. a TAXII collection id).
+        channel: String,
+    },
+    /// A key revocation (by an authority, or by the key's owner).
+    KeyRevocation {
+        /// Whose key.
+        name: String,
+        /// The revoked key.
+        key: [u8; 32],
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Body {
+    /// The kind of entry, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Genesis { .. } => "genesis",
+            Body::RegisterKey { .. } => "key registration",
+            Body::ModelContribution(_) => "model contribution",
+            Body::Aggregation(_) => "aggregation",
+            Body::IntelPublication { .. } => "intel publication",
+            Body::KeyRevocation { .. } => "key revocation",
+        }
+    }
+}
+
+/// Everything an author signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnsignedEntry {
+    /// Format version ([`ENTRY_VERSION`]).
+    pub version: u16,
+    /// Position in the log (0 for genesis).
+    pub index: u64,
+    /// Hash of the previous entry's bytes (all zeros for genesis).
+    pub prev_hash: Hash,
+    /// The author's registered name.
+    pub author: String,
+    /// When the author wrote it (unix ms, as the author claims).
+    pub timestamp_ms: u64,
+    /// What is recorded.
+    pub body: Body,
+}
+
+/// A signed entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The signed part.
+    pub unsigned: UnsignedEntry,
+    /// The author's Ed25519 signature (64 bytes).
+    pub signature: Vec<u8>,
+}
+
+/// Why bytes are not an entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not an entry.
+    #[error("not a ledger entry (expected the magic FEDIDSLE)")]
+    Magic,
+    /// Too large.
+    #[error("entry of {0} bytes exceeds the limit of {MAX_ENTRY_BYTES}")]
+    TooLarge(usize),
+    /// A version this build does not read.
+    #[error("entry format version {0} is not supported (this build reads {ENTRY_VERSION})")]
+    Version(u16),
+    /// Malformed payload.
+    #[error("malformed entry: {0}")]
+    Malformed(String),
+    /// Bytes that decode but are not the canonical encoding of what they decode to.
+    #[error("entry bytes are not canonical")]
+    NotCanonical,
+}
+
+fn signed_message(unsigned: &UnsignedEntry) -> Vec<u8> {
+    let mut msg = SIGNING_DOMAIN.to_vec();
+    // Encoding into a Vec cannot fail for these types.
+    msg.extend(postcard::to_stdvec(unsigned).unwrap_or_default());
+    msg
+}
+
+impl UnsignedEntry {
+    /// Signs the entry with `key`.
+    pub fn sign(self, key: &SigningKey) -> Entry {
+        let signature = key.sign(&signed_message(&self)).to_bytes().to_vec();
+        Entry {
+            unsigned: self,
+            signature,
+        }
+    }
+}
+
+impl Entry {
+    /// The entry's canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = ENTRY_MAGIC.to_vec();
+        out.extend(postcard::to_stdvec(self).unwrap_or_default());
+        out
+    }
+
+    /// Decodes canonical entry bytes; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(DecodeError::TooLarge(bytes.len()));
+        }
+        let payload = bytes.strip_prefix(ENTRY_MAGIC).ok_or(DecodeError::Magic)?;
+        // The version is the first field: read it alone so that a newer format gets a clear error.
+        let (version, _) = postcard::take_from_bytes::<u16>(payload)
+            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if version != ENTRY_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let entry: Entry =
+            postcard::from_bytes(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if entry.encode() != bytes {
+            return Err(DecodeError::NotCanonical);
+        }
+        Ok(entry)
+    }
+
+    /// SHA-256 of the entry's bytes: what the next entry's `prev_hash` holds.
+    pub fn hash(&self) -> Hash {
+        Sha256::digest(self.encode()).into()
+    }
+
+    /// Whether the signature verifies under `key`.
+    pub fn signature_ok(&self, key: &[u8; 32]) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(key) else {
+            return false;
+        };
+        let Ok(sig) = <[u8; 64]>::try_from(self.signature.as_slice()) else {
+            return false;
+        };
+        key.verify(
+            &signed_message(&self.unsigned),
+            &Signature::from_bytes(&sig),
+        )
+        .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn sample() -> Entry {
+        UnsignedEntry {
+            version: ENTRY_VERSION,
+            index: 3,
+            prev_hash: [9; 32],
+            author: "site-a".into(),
+            timestamp_ms: 1_700_000_000_000,
+            body: Body::ModelContribution(Contribution {
+                round: 2,
+                model_sha256: [1; 32],
+                n_trees: 50,
+                n_train_rows: 1234,
+                validation_accuracy_ppm: 987_654,
+            }),
+        }
+        .sign(&key(1))
+    }
+
+    #[test]
+    fn entries_round_trip_and_sign() {
+        let e = sample();
+        let bytes = e.encode();
+        assert_eq!(Entry::decode(&bytes), Ok(e.clone()));
+        assert_eq!(e.encode(), bytes, "same entry, same bytes");
+        assert!(e.signature_ok(&key(1).verifying_key().to_bytes()));
+        assert!(!e.signature_ok(&key(2).verifying_key().to_bytes()));
+        let mut changed = e.clone();
+        changed.unsigned.timestamp_ms += 1;
+        assert!(!changed.signature_ok(&key(1).verifying_key().to_bytes()));
+    }
+
+    #[test]
+    fn decoding_errors_are_clear() {
+        assert_eq!(Entry::decode(b"nope"), Err(DecodeError::Magic));
+        let mut bytes = sample().encode();
+        bytes[8] = 9; // version 9
+        assert_eq!(Entry::decode(&bytes), Err(DecodeError::Version(9)));
+        let bytes = sample().encode();
+        assert!(matches!(
+            Entry::decode(&bytes[..bytes.len() - 3]),
+            Err(DecodeError::Malformed(_))
+        ));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(Entry::decode(&long).is_err());
+        assert_eq!(
+            Entry::decode(&vec![0; MAX_ENTRY_BYTES + 1]),
+            Err(DecodeError::TooLarge(MAX_ENTRY_BYTES + 1))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut with_magic = ENTRY_MAGIC.to_vec();
+            with_magic.extend(&bytes);
+            let _ = Entry::decode(&bytes);
+            let _ = Entry::decode(&with_magic);
+        }
+
+        #[test]
+        fn any_byte_flip_is_detected(pos in 0usize..1000, bit in 0u8..8) {
+            let e = sample();
+            let mut bytes = e.encode();
+            let pos = pos % bytes.len();
+            bytes[pos] ^= 1 << bit;
+            match Entry::decode(&bytes) {
+                Err(_) => {}
+                // A flip that still decodes changes the signed content or the signature.
+                Ok(d) => prop_assert!(!d.signature_ok(&key(1).verifying_key().to_bytes())),
+            }
+        }
+    }
+}
