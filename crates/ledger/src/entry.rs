@@ -1,9 +1,12 @@
 //! Ledger entries: what is recorded, who signed it, and its deterministic bytes.
 //!
-//! An entry's bytes are `FEDIDSLE`, then the postcard encoding of [`Entry`] (format version
-//! first). Postcard's encoding is documented and stable, has no maps and no floats here, so the
-//! same entry always has the same bytes and the same hash. The author signs
-//! `"fedids-ledger-entry-v1" ‖ postcard(UnsignedEntry)` with Ed25519.
+//! An author signs an [`Entry`] on its own: `"fedids-ledger-entry-v1" ‖ postcard(UnsignedEntry)`
+//! with Ed25519. It does not need to know where the entry will land, so a site can sign its
+//! contribution before the ledger orders it (as a Fabric client signs a transaction before the
+//! orderer puts it in a block). The ledger wraps it in a [`Record`] with its position and the hash
+//! of the previous record; a record's bytes are `FEDIDSLE`, then the postcard encoding of the
+//! record (format version first). Postcard's encoding is documented and stable, and there are no
+//! maps or floats here, so the same record always has the same bytes and the same hash.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -138,10 +141,6 @@ impl Body {
 pub struct UnsignedEntry {
     /// Format version ([`ENTRY_VERSION`]).
     pub version: u16,
-    /// Position in the log (0 for genesis).
-    pub index: u64,
-    /// Hash of the previous entry's bytes (all zeros for genesis).
-    pub prev_hash: Hash,
     /// The author's registered name.
     pub author: String,
     /// When the author wrote it (unix ms, as the author claims).
@@ -159,23 +158,36 @@ pub struct Entry {
     pub signature: Vec<u8>,
 }
 
-/// Why bytes are not an entry.
+/// An entry at its place in the ledger: what the hash chain and the Merkle tree cover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Format version ([`ENTRY_VERSION`]).
+    pub version: u16,
+    /// Position in the log (0 for the genesis).
+    pub index: u64,
+    /// Hash of the previous record's bytes (all zeros for the genesis).
+    pub prev_hash: Hash,
+    /// The signed entry.
+    pub entry: Entry,
+}
+
+/// Why bytes are not a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// Not an entry.
-    #[error("not a ledger entry (expected the magic FEDIDSLE)")]
+    #[error("not a ledger record (expected the magic FEDIDSLE)")]
     Magic,
     /// Too large.
-    #[error("entry of {0} bytes exceeds the limit of {MAX_ENTRY_BYTES}")]
+    #[error("record of {0} bytes exceeds the limit of {MAX_ENTRY_BYTES}")]
     TooLarge(usize),
     /// A version this build does not read.
-    #[error("entry format version {0} is not supported (this build reads {ENTRY_VERSION})")]
+    #[error("record format version {0} is not supported (this build reads {ENTRY_VERSION})")]
     Version(u16),
     /// Malformed payload.
-    #[error("malformed entry: {0}")]
+    #[error("malformed record: {0}")]
     Malformed(String),
     /// Bytes that decode but are not the canonical encoding of what they decode to.
-    #[error("entry bytes are not canonical")]
+    #[error("record bytes are not canonical")]
     NotCanonical,
 }
 
@@ -197,16 +209,16 @@ impl UnsignedEntry {
     }
 }
 
-impl Entry {
-    /// The entry's canonical bytes.
+impl Record {
+    /// The record's canonical bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = ENTRY_MAGIC.to_vec();
         out.extend(postcard::to_stdvec(self).unwrap_or_default());
         out
     }
 
-    /// Decodes canonical entry bytes; never panics.
-    pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    /// Decodes canonical record bytes; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         if bytes.len() > MAX_ENTRY_BYTES {
             return Err(DecodeError::TooLarge(bytes.len()));
         }
@@ -217,19 +229,21 @@ impl Entry {
         if version != ENTRY_VERSION {
             return Err(DecodeError::Version(version));
         }
-        let entry: Entry =
+        let record: Record =
             postcard::from_bytes(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-        if entry.encode() != bytes {
+        if record.encode() != bytes {
             return Err(DecodeError::NotCanonical);
         }
-        Ok(entry)
+        Ok(record)
     }
 
-    /// SHA-256 of the entry's bytes: what the next entry's `prev_hash` holds.
+    /// SHA-256 of the record's bytes: what the next record's `prev_hash` holds.
     pub fn hash(&self) -> Hash {
         Sha256::digest(self.encode()).into()
     }
+}
 
+impl Entry {
     /// Whether the signature verifies under `key`.
     pub fn signature_ok(&self, key: &[u8; 32]) -> bool {
         let Ok(key) = VerifyingKey::from_bytes(key) else {
@@ -255,11 +269,9 @@ mod tests {
         SigningKey::from_bytes(&[seed; 32])
     }
 
-    fn sample() -> Entry {
-        UnsignedEntry {
+    fn sample() -> Record {
+        let entry = UnsignedEntry {
             version: ENTRY_VERSION,
-            index: 3,
-            prev_hash: [9; 32],
             author: "site-a".into(),
             timestamp_ms: 1_700_000_000_000,
             body: Body::ModelContribution(Contribution {
@@ -270,15 +282,22 @@ mod tests {
                 validation_accuracy_ppm: 987_654,
             }),
         }
-        .sign(&key(1))
+        .sign(&key(1));
+        Record {
+            version: ENTRY_VERSION,
+            index: 3,
+            prev_hash: [9; 32],
+            entry,
+        }
     }
 
     #[test]
     fn entries_round_trip_and_sign() {
-        let e = sample();
-        let bytes = e.encode();
-        assert_eq!(Entry::decode(&bytes), Ok(e.clone()));
-        assert_eq!(e.encode(), bytes, "same entry, same bytes");
+        let r = sample();
+        let bytes = r.encode();
+        assert_eq!(Record::decode(&bytes), Ok(r.clone()));
+        assert_eq!(r.encode(), bytes, "same record, same bytes");
+        let e = r.entry;
         assert!(e.signature_ok(&key(1).verifying_key().to_bytes()));
         assert!(!e.signature_ok(&key(2).verifying_key().to_bytes()));
         let mut changed = e.clone();
@@ -288,20 +307,20 @@ mod tests {
 
     #[test]
     fn decoding_errors_are_clear() {
-        assert_eq!(Entry::decode(b"nope"), Err(DecodeError::Magic));
+        assert_eq!(Record::decode(b"nope"), Err(DecodeError::Magic));
         let mut bytes = sample().encode();
         bytes[8] = 9; // version 9
-        assert_eq!(Entry::decode(&bytes), Err(DecodeError::Version(9)));
+        assert_eq!(Record::decode(&bytes), Err(DecodeError::Version(9)));
         let bytes = sample().encode();
         assert!(matches!(
-            Entry::decode(&bytes[..bytes.len() - 3]),
+            Record::decode(&bytes[..bytes.len() - 3]),
             Err(DecodeError::Malformed(_))
         ));
         let mut long = bytes.clone();
         long.push(0);
-        assert!(Entry::decode(&long).is_err());
+        assert!(Record::decode(&long).is_err());
         assert_eq!(
-            Entry::decode(&vec![0; MAX_ENTRY_BYTES + 1]),
+            Record::decode(&vec![0; MAX_ENTRY_BYTES + 1]),
             Err(DecodeError::TooLarge(MAX_ENTRY_BYTES + 1))
         );
     }
@@ -311,20 +330,22 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut with_magic = ENTRY_MAGIC.to_vec();
             with_magic.extend(&bytes);
-            let _ = Entry::decode(&bytes);
-            let _ = Entry::decode(&with_magic);
+            let _ = Record::decode(&bytes);
+            let _ = Record::decode(&with_magic);
         }
 
         #[test]
         fn any_byte_flip_is_detected(pos in 0usize..1000, bit in 0u8..8) {
-            let e = sample();
-            let mut bytes = e.encode();
+            let mut bytes = sample().encode();
             let pos = pos % bytes.len();
             bytes[pos] ^= 1 << bit;
-            match Entry::decode(&bytes) {
+            match Record::decode(&bytes) {
                 Err(_) => {}
                 // A flip that still decodes changes the signed content or the signature.
-                Ok(d) => prop_assert!(!d.signature_ok(&key(1).verifying_key().to_bytes())),
+                Ok(d) => prop_assert!(
+                    d != sample() && (d.index != 3 || d.prev_hash != [9; 32]
+                        || !d.entry.signature_ok(&key(1).verifying_key().to_bytes()))
+                ),
             }
         }
     }

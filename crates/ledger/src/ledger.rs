@@ -1,9 +1,11 @@
 //! The ledger as a state machine: every entry is checked against everything before it.
 //!
-//! [`Ledger::append`] is the one gate: format version, position, hash chain, the author's
-//! registered and unrevoked key, the signature, what the author's role allows, and replays.
-//! [`Ledger::from_encoded`] runs the same gate over stored bytes, so a verifier and a node can
-//! never disagree about what a valid ledger is, and an error names the first bad entry.
+//! [`Ledger::append`] is the one gate for a new signed entry: format version, the author's
+//! registered and unrevoked key, the signature, what the author's role allows, and replays; it
+//! then wraps the entry in a [`Record`] at the next position, chained to the previous record.
+//! [`Ledger::from_encoded`] runs the same gate over stored records, checking their positions and
+//! chain too, so a verifier and a node can never disagree about what a valid ledger is, and an
+//! error names the first bad record.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +14,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::entry::ENTRY_VERSION;
-use crate::entry::{Aggregation, Body, Contribution, DecodeError, Entry, Role, UnsignedEntry};
+use crate::entry::{
+    Aggregation, Body, Contribution, DecodeError, Entry, Record, Role, UnsignedEntry,
+};
 use crate::merkle::{leaf_hash, Hash, MerkleError, MerkleLog};
 
 /// Why an entry is refused.
@@ -86,7 +90,7 @@ pub struct KeyRecord {
 /// A validated, append-only ledger with its Merkle log.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
-    entries: Vec<Entry>,
+    records: Vec<Record>,
     hashes: Vec<Hash>,
     merkle: MerkleLog,
     federation: String,
@@ -108,32 +112,32 @@ impl Ledger {
         Ledger::default()
     }
 
-    /// Validates stored entry bytes, in order. The error names the first bad entry.
-    pub fn from_encoded<B: AsRef<[u8]>>(entries: &[B]) -> Result<Ledger, LedgerError> {
+    /// Validates stored record bytes, in order. The error names the first bad record.
+    pub fn from_encoded<B: AsRef<[u8]>>(records: &[B]) -> Result<Ledger, LedgerError> {
         let mut ledger = Ledger::new();
-        for (i, bytes) in entries.iter().enumerate() {
-            let entry = Entry::decode(bytes.as_ref()).map_err(|e| LedgerError {
+        for (i, bytes) in records.iter().enumerate() {
+            let record = Record::decode(bytes.as_ref()).map_err(|e| LedgerError {
                 index: i as u64,
                 refusal: Refusal::Decode(e),
             })?;
-            ledger.append(entry)?;
+            ledger.append_record(record)?;
         }
         Ok(ledger)
     }
 
-    /// Entries so far.
+    /// Records so far.
     pub fn len(&self) -> u64 {
-        self.entries.len() as u64
+        self.records.len() as u64
     }
 
-    /// Whether there is no entry (not even the genesis).
+    /// Whether there is no record (not even the genesis).
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.records.is_empty()
     }
 
-    /// The entries, in order.
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    /// The records, in order.
+    pub fn records(&self) -> &[Record] {
+        &self.records
     }
 
     /// The federation's name (empty before the genesis).
@@ -144,6 +148,16 @@ impl Ledger {
     /// Registered keys by name.
     pub fn keys(&self) -> &BTreeMap<String, KeyRecord> {
         &self.keys
+    }
+
+    /// Signs and wraps nothing: a convenience that builds the unsigned entry an author signs.
+    pub fn unsigned(author: &str, timestamp_ms: u64, body: Body) -> UnsignedEntry {
+        UnsignedEntry {
+            version: ENTRY_VERSION,
+            author: author.to_string(),
+            timestamp_ms,
+            body,
+        }
     }
 
     /// Recorded contributions by (round, site).
@@ -166,28 +180,32 @@ impl Ledger {
         self.merkle.root_at(size)
     }
 
-    /// An unsigned entry that would be appended next: position and chain filled in.
-    pub fn next(&self, author: &str, timestamp_ms: u64, body: Body) -> UnsignedEntry {
-        UnsignedEntry {
+    /// The record `entry` would become if appended next.
+    pub fn next_record(&self, entry: Entry) -> Record {
+        Record {
             version: ENTRY_VERSION,
             index: self.len(),
             prev_hash: self.hashes.last().copied().unwrap_or([0; 32]),
-            author: author.to_string(),
-            timestamp_ms,
-            body,
+            entry,
         }
     }
 
     /// Checks `entry` against the ledger without appending it.
     pub fn check(&self, entry: &Entry) -> Result<(), LedgerError> {
-        self.validate(entry).map(|_| ())
+        self.validate(&self.next_record(entry.clone())).map(|_| ())
     }
 
-    /// Checks and appends `entry`; returns its position.
+    /// Checks and appends a signed entry at the next position; returns the position.
     pub fn append(&mut self, entry: Entry) -> Result<u64, LedgerError> {
-        let content = self.validate(&entry)?;
+        let record = self.next_record(entry);
+        self.append_record(record)
+    }
+
+    /// Checks and appends a stored record (its position and chain must be the next ones).
+    pub fn append_record(&mut self, record: Record) -> Result<u64, LedgerError> {
+        let content = self.validate(&record)?;
         let index = self.len();
-        let u = &entry.unsigned;
+        let u = &record.entry.unsigned;
         match &u.body {
             Body::Genesis {
                 federation,
@@ -230,28 +248,31 @@ impl Ledger {
             }
         }
         self.seen.insert(content);
-        let bytes = entry.encode();
+        let bytes = record.encode();
         self.hashes.push(Sha256::digest(&bytes).into());
         self.merkle.push(leaf_hash(&bytes));
-        self.entries.push(entry);
+        self.records.push(record);
         Ok(index)
     }
 
-    fn validate(&self, entry: &Entry) -> Result<Hash, LedgerError> {
+    fn validate(&self, record: &Record) -> Result<Hash, LedgerError> {
         let index = self.len();
         let fail = |refusal| LedgerError { index, refusal };
+        let entry = &record.entry;
         let u = &entry.unsigned;
-        if u.version != ENTRY_VERSION {
-            return Err(fail(Refusal::Version(u.version)));
+        for version in [record.version, u.version] {
+            if version != ENTRY_VERSION {
+                return Err(fail(Refusal::Version(version)));
+            }
         }
-        if u.index != index {
+        if record.index != index {
             return Err(fail(Refusal::Position {
                 expected: index,
-                found: u.index,
+                found: record.index,
             }));
         }
         let prev = self.hashes.last().copied().unwrap_or([0; 32]);
-        if u.prev_hash != prev {
+        if record.prev_hash != prev {
             return Err(fail(Refusal::Chain));
         }
         // The author's key: the genesis is signed by one of the authorities it lists.

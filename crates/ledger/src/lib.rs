@@ -25,5 +25,5 @@ pub mod head;
 pub mod ledger;
 pub mod merkle;
 
-pub use entry::{Accepted, Aggregation, Body, Contribution, Entry, Role, UnsignedEntry};
+pub use entry::{Accepted, Aggregation, Body, Contribution, Entry, Record, Role, UnsignedEntry};
 pub use ledger::{Ledger, LedgerError, Refusal};

@@ -6,7 +6,7 @@ use fedids_ledger::contrib::contributions;
 use fedids_ledger::head::{HeadError, SignedTreeHead};
 use fedids_ledger::merkle::leaf_hash;
 use fedids_ledger::merkle::verify_inclusion;
-use fedids_ledger::{Accepted, Aggregation, Body, Contribution, Entry, Ledger, Refusal, Role};
+use fedids_ledger::{Accepted, Aggregation, Body, Contribution, Ledger, Record, Refusal, Role};
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -22,7 +22,7 @@ const SITE_B: u8 = 3;
 const NODE: u8 = 4;
 
 fn add(l: &mut Ledger, author: &str, seed: u8, body: Body) -> u64 {
-    let e = l.next(author, 1_000 + l.len(), body).sign(&key(seed));
+    let e = Ledger::unsigned(author, 1_000 + l.len(), body).sign(&key(seed));
     l.append(e).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -115,7 +115,7 @@ fn history() -> Ledger {
 }
 
 fn refused(l: &Ledger, author: &str, seed: u8, body: Body) -> Refusal {
-    let e = l.next(author, 5_000, body).sign(&key(seed));
+    let e = Ledger::unsigned(author, 5_000, body).sign(&key(seed));
     let err = l.check(&e).expect_err("must be refused");
     assert_eq!(err.index, l.len());
     err.refusal
@@ -125,7 +125,7 @@ fn refused(l: &Ledger, author: &str, seed: u8, body: Body) -> Refusal {
 fn a_valid_history_round_trips_through_its_bytes() {
     let l = history();
     assert_eq!(l.len(), 9);
-    let bytes: Vec<Vec<u8>> = l.entries().iter().map(Entry::encode).collect();
+    let bytes: Vec<Vec<u8>> = l.records().iter().map(Record::encode).collect();
     let again = Ledger::from_encoded(&bytes).unwrap();
     assert_eq!(again.merkle().root(), l.merkle().root());
     assert_eq!(again.federation(), "plants");
@@ -140,7 +140,7 @@ fn a_valid_history_round_trips_through_its_bytes() {
 #[test]
 fn one_changed_byte_anywhere_is_named_by_entry() {
     let l = history();
-    let bytes: Vec<Vec<u8>> = l.entries().iter().map(Entry::encode).collect();
+    let bytes: Vec<Vec<u8>> = l.records().iter().map(Record::encode).collect();
     for i in 0..bytes.len() {
         for pos in [8, 9, bytes[i].len() / 2, bytes[i].len() - 1] {
             let mut damaged = bytes.clone();
@@ -237,9 +237,10 @@ fn every_rule_refuses_with_its_reason() {
         Refusal::Invalid(m) if m.contains("genesis")
     ));
     // Out of place and off the chain.
-    let mut e = l.next("site-a", 1, publication(2));
-    e.index += 1;
-    let err = l.check(&e.sign(&key(SITE_A))).unwrap_err();
+    let entry = Ledger::unsigned("site-a", 1, publication(2)).sign(&key(SITE_A));
+    let mut r = l.next_record(entry.clone());
+    r.index += 1;
+    let err = l.clone().append_record(r).unwrap_err();
     assert_eq!(
         err.refusal,
         Refusal::Position {
@@ -247,10 +248,10 @@ fn every_rule_refuses_with_its_reason() {
             found: 10
         }
     );
-    let mut e = l.next("site-a", 1, publication(3));
-    e.prev_hash[0] ^= 1;
+    let mut r = l.next_record(entry);
+    r.prev_hash[0] ^= 1;
     assert_eq!(
-        l.check(&e.sign(&key(SITE_A))).unwrap_err().refusal,
+        l.clone().append_record(r).unwrap_err().refusal,
         Refusal::Chain
     );
     // An empty ledger accepts only a genesis, signed by an authority it names.
@@ -284,8 +285,8 @@ fn tree_heads_expose_forks() {
     );
     // A node that rewrote entry 7 (the publication) signs a head of another history.
     let mut forked = Ledger::new();
-    for e in &l.entries()[..7] {
-        forked.append(e.clone()).unwrap();
+    for r in &l.records()[..7] {
+        forked.append_record(r.clone()).unwrap();
     }
     add(
         &mut forked,
@@ -308,8 +309,8 @@ fn tree_heads_expose_forks() {
     // An honest longer ledger proves it extends ours; the forked one, even with a proof its own
     // tree produces, cannot.
     let mut ours = Ledger::new();
-    for e in &l.entries()[..8] {
-        ours.append(e.clone()).unwrap();
+    for r in &l.records()[..8] {
+        ours.append_record(r.clone()).unwrap();
     }
     let proof = l.merkle().consistency_proof(8, 9).unwrap();
     head.check_extends(&ours, &pubkey(NODE), &proof).unwrap();
