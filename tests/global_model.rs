@@ -232,3 +232,65 @@ fn corrupted_global_model_files_are_refused_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn predict_and_detect_accept_global_model_files() {
+    let dir = Dir::new();
+    let (sites, scores, _, supports) = two_sites();
+    let wv = merge(&sites, &scores, &"top-global:10:a:wv".parse().unwrap(), 0).expect("merge");
+    let support = merge_support(&sites, &supports).expect("support");
+    // The first 2,000 flows of KDDTest+.
+    let text = std::fs::read_to_string(test_file()).unwrap();
+    let head: String = text.lines().take(2000).map(|l| format!("{l}\n")).collect();
+    let input = dir.write("head.txt", head.as_bytes());
+    for (name, global) in [("wv", &wv), ("support", &support)] {
+        let path = dir.write(&format!("{name}.fedg"), &encode_global(global));
+        let schema = global.forest().schema();
+        let opts = LoadOptions {
+            format: Some(schema.format.clone()),
+            ..LoadOptions::new(schema.task)
+        };
+        let ds = fedids_data::load_path_with_schema(&input, schema, &opts).unwrap();
+        let expected = global.predict(&ds.x).unwrap();
+        let out = dir.ok(&[
+            "predict",
+            "--model",
+            s(&path),
+            "--input",
+            s(&input),
+            "--quiet",
+        ]);
+        let predicted: Vec<String> = out
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["predicted"].as_str().unwrap().to_string()
+            })
+            .collect();
+        let want: Vec<String> = expected
+            .iter()
+            .map(|&c| schema.classes[c as usize].clone())
+            .collect();
+        assert_eq!(
+            predicted, want,
+            "{name}: predict must follow the global model's rule"
+        );
+        let alerts = dir.ok(&[
+            "detect",
+            "--model",
+            s(&path),
+            "--input",
+            s(&input),
+            "--quiet",
+        ]);
+        let n_alerts = alerts
+            .lines()
+            .filter(|l| l.contains("\"event_type\":\"alert\""))
+            .count();
+        let n_attacks = expected.iter().filter(|&&c| c != 0).count();
+        assert!(
+            n_alerts > 0 && n_alerts <= n_attacks,
+            "{name}: {n_alerts} alerts for {n_attacks} predicted attacks"
+        );
+    }
+}

@@ -220,8 +220,8 @@ pub fn run(a: DetectArgs, quiet: bool) -> Result<()> {
             a.min_probability
         );
     }
-    let m = super::read_model(&a.model)?;
-    let forest = &m.forest;
+    let m = super::model_file::ModelFile::load(&a.model)?;
+    let forest = m.model.forest();
     let schema = forest.schema().clone();
     let interrupted = Arc::new(AtomicBool::new(false));
     let stopped: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
@@ -257,7 +257,7 @@ pub fn run(a: DetectArgs, quiet: bool) -> Result<()> {
         model_sha256: m.hash.clone(),
     };
     let mut detector = Detector::new(&schema.classes, config);
-    let predictor = forest.predictor();
+    let predictor = m.model.scorer();
     let spin = crate::ui::spinner(&format!("scoring {source}"), quiet);
     let start = Instant::now();
 

@@ -50,6 +50,34 @@ impl LoadedModel {
     }
 }
 
+/// Class probabilities for batches of rows, from a model of either kind.
+pub enum Scorer<'a> {
+    /// A forest's compiled predictor.
+    Forest(fedids_forest::Predictor<'a>),
+    /// A global model: probabilities follow its voting rule and gating.
+    Global(&'a GlobalModel),
+}
+
+impl Scorer<'_> {
+    /// Row-major probabilities, `n_rows * n_classes`.
+    pub fn predict_proba(&self, x: &FeatureMatrix) -> Result<Vec<f32>> {
+        Ok(match self {
+            Scorer::Forest(p) => p.predict_proba(x)?,
+            Scorer::Global(g) => g.predict_proba(x)?,
+        })
+    }
+}
+
+impl LoadedModel {
+    /// A scorer for streaming batches.
+    pub fn scorer(&self) -> Scorer<'_> {
+        match self {
+            LoadedModel::Forest(f) => Scorer::Forest(f.predictor()),
+            LoadedModel::Global(g) => Scorer::Global(g),
+        }
+    }
+}
+
 /// A model read from disk, with its identity.
 pub struct ModelFile {
     pub model: LoadedModel,

@@ -25,8 +25,8 @@ pub fn run(a: PredictArgs, quiet: bool) -> Result<()> {
     if a.batch_rows == 0 {
         bail!("--batch-rows must be at least 1");
     }
-    let m = super::read_model(&a.model)?;
-    let forest = &m.forest;
+    let m = super::model_file::ModelFile::load(&a.model)?;
+    let forest = m.model.forest();
     let classes = &forest.schema().classes;
     let source = a.input.display().to_string();
     let reader = BatchReader::new(
@@ -53,7 +53,7 @@ pub fn run(a: PredictArgs, quiet: bool) -> Result<()> {
     }
     let spin = crate::ui::spinner(&format!("scoring {source}"), quiet);
     let c = classes.len();
-    let predictor = forest.predictor();
+    let predictor = m.model.scorer();
     let mut row = 0u64;
     for batch in reader {
         let batch = batch?;
