@@ -410,7 +410,7 @@ fn a_site_that_dies_mid_round_is_named_and_the_round_completes_with_min_sites() 
 fn too_few_sites_fail_the_round_naming_the_missing_ones() {
     let fed = Fed::new();
     let (mut coordinator, addr) =
-        fed.coordinator("coordinator", &["--min-sites", "2", "--join-timeout", "2s"]);
+        fed.coordinator("coordinator", &["--min-sites", "2", "--join-timeout", "8s"]);
     let mut lone = fed.site("site-1", &addr, &["--timeout", "10s"]);
     let err = coordinator.fails();
     assert!(
@@ -430,7 +430,7 @@ fn a_killed_coordinator_restarts_and_completes_the_round_without_losing_uploads(
         "--listen",
         &listen,
         "--join-timeout",
-        "2s",
+        "8s",
         "--min-sites",
         "2",
     ];
