@@ -124,7 +124,7 @@ impl Tree {
         if self.nodes.is_empty() {
             return Err("tree has no nodes".into());
         }
-        if self.leaf_values.len() % n_classes != 0 {
+        if !self.leaf_values.len().is_multiple_of(n_classes) {
             return Err("leaf value table is not a whole number of leaves".into());
         }
         if self.importances.len() != n_features {
