@@ -8,133 +8,10 @@ mod util;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use util::{datasets, s, Dir};
-
-/// Upper bound for any one process in these tests.
-const LIMIT: Duration = Duration::from_secs(120);
-
-/// A running `fedids` process whose stdout and stderr go to files; killed on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn start(dir: &Dir, name: &str, args: &[&str]) -> Proc {
-        let stdout = dir.path(&format!("{name}.out"));
-        let stderr = dir.path(&format!("{name}.err"));
-        let child = Command::new(env!("CARGO_BIN_EXE_fedids"))
-            .args(args)
-            .current_dir(dir.path(""))
-            .env("FEDIDS_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("spawn fedids");
-        Proc {
-            name: name.to_string(),
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    /// Waits for the process to exit, at most `limit`; kills it and fails the test otherwise.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} still running after {limit:?}\nstderr:\n{}",
-                    self.name,
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits for success and returns stdout parsed as JSON.
-    fn json(&mut self) -> Value {
-        let status = self.wait(LIMIT);
-        assert!(
-            status.success(),
-            "{} failed with {status}\nstdout:\n{}\nstderr:\n{}",
-            self.name,
-            self.stdout(),
-            self.stderr()
-        );
-        serde_json::from_str(&self.stdout()).unwrap_or_else(|e| {
-            panic!(
-                "{}: stdout is not JSON ({e}):\n{}",
-                self.name,
-                self.stdout()
-            )
-        })
-    }
-
-    /// Waits for exit code 1 and returns stderr, which must not show a panic.
-    fn fails(&mut self) -> String {
-        let status = self.wait(LIMIT);
-        let err = self.stderr();
-        assert_eq!(status.code(), Some(1), "{}: {status}\n{err}", self.name);
-        assert!(!err.contains("panicked"), "{}:\n{err}", self.name);
-        err
-    }
-
-    /// Polls stderr until `needle` occurs `times` times.
-    fn await_log(&mut self, needle: &str, times: usize) {
-        let deadline = Instant::now() + LIMIT;
-        while self.stderr().matches(needle).count() < times {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "{} exited ({status}) before logging '{needle}' {times} times:\n{}",
-                    self.name,
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: no '{needle}' x{times} in time:\n{}",
-                self.name,
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use util::{datasets, free_port, s, Dir, Proc, LIMIT};
 
 /// A federation on disk: a PKI with a coordinator and three sites, and three non-IID site files
 /// cut from NSL-KDD's KDDTrain+_20Percent (split by protocol, capped at 3000 rows each).
@@ -269,15 +146,6 @@ fn scrape(addr: &str) -> String {
         "{text}"
     );
     text
-}
-
-/// A free TCP port on 127.0.0.1 (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -130,4 +131,135 @@ pub fn split_file(dir: &Dir, src: &Path, header: bool, name: &str) -> (PathBuf, 
         dir.write(&format!("{name}-train.csv"), train.as_bytes()),
         dir.write(&format!("{name}-test.csv"), test.as_bytes()),
     )
+}
+
+/// Upper bound for any one process in the tests that start long-running processes.
+pub const LIMIT: Duration = Duration::from_secs(120);
+
+/// A running `fedids` process whose stdout and stderr go to files; killed on drop.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    pub fn start(dir: &Dir, name: &str, args: &[&str]) -> Proc {
+        let stdout = dir.path(&format!("{name}.out"));
+        let stderr = dir.path(&format!("{name}.err"));
+        let child = Command::new(env!("CARGO_BIN_EXE_fedids"))
+            .args(args)
+            .current_dir(dir.path(""))
+            .env("FEDIDS_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn fedids");
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit, at most `limit`; kills it and fails the test otherwise.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{} still running after {limit:?}\nstderr:\n{}",
+                    self.name,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for success and returns stdout parsed as JSON.
+    pub fn json(&mut self) -> Value {
+        let status = self.wait(LIMIT);
+        assert!(
+            status.success(),
+            "{} failed with {status}\nstdout:\n{}\nstderr:\n{}",
+            self.name,
+            self.stdout(),
+            self.stderr()
+        );
+        serde_json::from_str(&self.stdout()).unwrap_or_else(|e| {
+            panic!(
+                "{}: stdout is not JSON ({e}):\n{}",
+                self.name,
+                self.stdout()
+            )
+        })
+    }
+
+    /// Waits for exit code 1 and returns stderr, which must not show a panic.
+    pub fn fails(&mut self) -> String {
+        let status = self.wait(LIMIT);
+        let err = self.stderr();
+        assert_eq!(status.code(), Some(1), "{}: {status}\n{err}", self.name);
+        assert!(!err.contains("panicked"), "{}:\n{err}", self.name);
+        err
+    }
+
+    /// Polls stderr until `needle` occurs `times` times.
+    pub fn await_log(&mut self, needle: &str, times: usize) {
+        let deadline = Instant::now() + LIMIT;
+        while self.stderr().matches(needle).count() < times {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "{} exited ({status}) before logging '{needle}' {times} times:\n{}",
+                    self.name,
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no '{needle}' x{times} in time:\n{}",
+                self.name,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

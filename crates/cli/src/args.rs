@@ -64,6 +64,13 @@ pub enum Command {
     /// Take part in a federation as a site: train on local flows, upload the signed forest,
     /// score candidate trees, then fetch, verify and swap in the global model.
     Site(SiteArgs),
+    /// Run a member of the ledger cluster: a Raft-replicated, signed, hash-chained ledger.
+    Node(NodeArgs),
+    /// Work with the ledger: write the genesis, publish, export, verify, compare nodes.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Federation PKI: create the CA and issue site certificates and signing keys.
     Pki {
         #[command(subcommand)]
@@ -654,4 +661,104 @@ pub struct SiteArgs {
     /// Inject a fault (for testing the coordinator's defences).
     #[arg(long, value_enum, hide = true)]
     pub fault: Option<FaultName>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// PKI directory holding the CA certificate and this node's certificate, key and signing key.
+    #[arg(long, value_name = "DIR")]
+    pub pki: PathBuf,
+    /// This node's identity name in the PKI directory.
+    #[arg(long)]
+    pub name: String,
+    /// This node's Raft id (unique in the cluster, as in --peers).
+    #[arg(long)]
+    pub id: u64,
+    /// Address to serve on.
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    /// Every member, this node included: ID=https://HOST:PORT, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub peers: Vec<String>,
+    /// Directory of the node's database (raft.redb).
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// Bootstrap the cluster's membership from --peers (on one node, once).
+    #[arg(long)]
+    pub init: bool,
+    /// Raft heartbeat interval in milliseconds (elections time out after 4 to 8 heartbeats).
+    #[arg(long, default_value_t = 150)]
+    pub heartbeat_ms: u64,
+}
+
+/// How a ledger client reaches the cluster and who it is.
+#[derive(Debug, Args, Clone)]
+pub struct LedgerClientArgs {
+    /// PKI directory with the CA certificate and this identity's certificate, key and signing key.
+    #[arg(long, value_name = "DIR")]
+    pub pki: PathBuf,
+    /// The identity to connect (and sign) as.
+    #[arg(long)]
+    pub name: String,
+    /// Ledger node URLs (https://HOST:PORT), comma-separated; writes follow the leader.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub node: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Write the genesis (this identity as the authority) and register the sites' and nodes' keys.
+    Genesis {
+        #[command(flatten)]
+        client: LedgerClientArgs,
+        /// The federation's name.
+        #[arg(long, default_value = "fedids")]
+        federation: String,
+        /// Site identities to register, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        sites: Vec<String>,
+        /// Node identities to register, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+    },
+    /// Record a threat-intelligence publication: the hash of a bundle, signed by this identity.
+    Publish {
+        #[command(flatten)]
+        client: LedgerClientArgs,
+        /// The published bundle (a STIX bundle or any file).
+        #[arg(long, value_name = "FILE")]
+        bundle: PathBuf,
+        /// Where it was published (e.g. a TAXII collection id).
+        #[arg(long, default_value = "")]
+        channel: String,
+        /// Claim another author than the signing identity (for testing refusals).
+        #[arg(long, hide = true)]
+        author: Option<String>,
+    },
+    /// Read a node's ledger, check it through the ledger's rules, and write it as one file.
+    Export {
+        #[command(flatten)]
+        client: LedgerClientArgs,
+        /// The export file.
+        #[arg(long, short, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check an exported ledger: format, hash chain, signatures, authors and roles, replays, and
+    /// print its tree head and each site's contributions.
+    Verify {
+        /// The export file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the tree heads of every node given: a node whose history differs is named.
+    Heads {
+        #[command(flatten)]
+        client: LedgerClientArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }

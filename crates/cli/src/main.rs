@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let service = matches!(
         cli.command,
-        args::Command::Coordinator(_) | args::Command::Site(_)
+        args::Command::Coordinator(_) | args::Command::Site(_) | args::Command::Node(_)
     );
     ui::init_logging(cli.quiet, service);
     if let Some(n) = cli.threads {

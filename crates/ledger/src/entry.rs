@@ -14,8 +14,10 @@ use sha2::{Digest, Sha256};
 
 use crate::merkle::Hash;
 
-/// Magic prefix of an encoded entry.
+/// Magic prefix of an encoded record.
 pub const ENTRY_MAGIC: &[u8; 8] = b"FEDIDSLE";
+/// Magic prefix of a signed entry on its own (as it travels to the ledger).
+pub const SIGNED_MAGIC: &[u8; 8] = b"FEDIDSLS";
 /// Version of the entry format written by this build.
 pub const ENTRY_VERSION: u16 = 1;
 /// Largest encoded entry accepted.
@@ -175,7 +177,7 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// Not an entry.
-    #[error("not a ledger record (expected the magic FEDIDSLE)")]
+    #[error("not a ledger record or entry (wrong magic)")]
     Magic,
     /// Too large.
     #[error("record of {0} bytes exceeds the limit of {MAX_ENTRY_BYTES}")]
@@ -244,6 +246,32 @@ impl Record {
 }
 
 impl Entry {
+    /// The signed entry's canonical bytes, as it travels to the ledger.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = SIGNED_MAGIC.to_vec();
+        out.extend(postcard::to_stdvec(self).unwrap_or_default());
+        out
+    }
+
+    /// Decodes a signed entry's canonical bytes; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(DecodeError::TooLarge(bytes.len()));
+        }
+        let payload = bytes.strip_prefix(SIGNED_MAGIC).ok_or(DecodeError::Magic)?;
+        let (version, _) = postcard::take_from_bytes::<u16>(payload)
+            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if version != ENTRY_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let entry: Entry =
+            postcard::from_bytes(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if entry.encode() != bytes {
+            return Err(DecodeError::NotCanonical);
+        }
+        Ok(entry)
+    }
+
     /// Whether the signature verifies under `key`.
     pub fn signature_ok(&self, key: &[u8; 32]) -> bool {
         let Ok(key) = VerifyingKey::from_bytes(key) else {
@@ -303,6 +331,15 @@ mod tests {
         let mut changed = e.clone();
         changed.unsigned.timestamp_ms += 1;
         assert!(!changed.signature_ok(&key(1).verifying_key().to_bytes()));
+    }
+
+    #[test]
+    fn signed_entries_travel_on_their_own() {
+        let e = sample().entry;
+        let bytes = e.encode();
+        assert_eq!(Entry::decode(&bytes), Ok(e));
+        assert_eq!(Entry::decode(&sample().encode()), Err(DecodeError::Magic));
+        assert!(Entry::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

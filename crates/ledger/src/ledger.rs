@@ -49,7 +49,7 @@ pub enum Refusal {
     #[error("bad signature by '{0}'")]
     BadSignature(String),
     /// The author's role does not allow this entry.
-    #[error("'{author}' ({role:?}) may not record a {what}")]
+    #[error("'{author}' ({role:?}) may not record this {what}")]
     NotAllowed {
         /// The author.
         author: String,

@@ -27,3 +27,46 @@ pub mod merkle;
 
 pub use entry::{Accepted, Aggregation, Body, Contribution, Entry, Record, Role, UnsignedEntry};
 pub use ledger::{Ledger, LedgerError, Refusal};
+
+/// A ledger export: every record of a ledger, in order, as one file.
+///
+/// Layout: `FEDIDSLX`, then for each record its length (u32 little endian) and its bytes.
+pub mod export {
+    /// Magic prefix of an export file.
+    pub const MAGIC: &[u8; 8] = b"FEDIDSLX";
+
+    /// Writes records into an export.
+    pub fn encode<B: AsRef<[u8]>>(records: &[B]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        for r in records {
+            let r = r.as_ref();
+            out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            out.extend_from_slice(r);
+        }
+        out
+    }
+
+    /// Splits an export into record bytes; an error says where it is cut short.
+    pub fn decode(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+        let mut rest = bytes
+            .strip_prefix(MAGIC)
+            .ok_or("not a ledger export (expected the magic FEDIDSLX)")?;
+        let mut records = Vec::new();
+        while !rest.is_empty() {
+            let n = records.len();
+            let (len, tail) = rest
+                .split_first_chunk::<4>()
+                .ok_or(format!("record {n}: truncated length"))?;
+            let len = u32::from_le_bytes(*len) as usize;
+            if len > crate::entry::MAX_ENTRY_BYTES || len > tail.len() {
+                return Err(format!(
+                    "record {n}: length {len} runs past the end of the export ({} bytes left)",
+                    tail.len()
+                ));
+            }
+            records.push(tail[..len].to_vec());
+            rest = &tail[len..];
+        }
+        Ok(records)
+    }
+}

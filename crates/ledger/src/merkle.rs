@@ -132,7 +132,7 @@ impl MerkleLog {
         self.levels[0].push(leaf_hash);
         let index = self.levels[0].len() as u64 - 1;
         let mut h = 0;
-        while self.levels[h].len() % 2 == 0 {
+        while self.levels[h].len().is_multiple_of(2) {
             let level = &self.levels[h];
             let parent = node_hash(&level[level.len() - 2], &level[level.len() - 1]);
             if self.levels.len() == h + 1 {
@@ -251,7 +251,7 @@ impl MerkleLog {
         if n == 0 {
             return EMPTY_ROOT;
         }
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             let h = n.trailing_zeros() as usize;
             return self.levels[h][(start >> h) as usize];
         }

@@ -96,6 +96,9 @@ impl RaftClient {
                     .map(str::to_string);
                 Err(Error::NotLeader { leader, addr })
             }
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                Err(Error::Refused(s.message().to_string()))
+            }
             Err(s) => Err(Error::from_status(&s)),
         }
     }

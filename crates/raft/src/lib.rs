@@ -100,6 +100,24 @@ pub enum Error {
     /// Invalid configuration.
     #[error("config: {0}")]
     Config(String),
+    /// The application's admission check refused the entry before it was proposed.
+    #[error("entry refused: {0}")]
+    Refused(String),
+}
+
+/// The application's check of an entry before the leader proposes it: `Err` carries the reason,
+/// which goes back to the writer. The log stays ignorant of what entries mean; the check is
+/// the application's (for the ledger: signature, author, chain rules).
+#[derive(Clone)]
+pub struct Admission(pub Arc<AdmitFn>);
+
+/// The check behind an [`Admission`].
+pub type AdmitFn = dyn Fn(&[u8]) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission(..)")
+    }
 }
 
 impl Error {
@@ -181,6 +199,8 @@ pub struct NodeConfig {
     pub write_timeout: Duration,
     /// Take a snapshot (and purge the log) every this many Raft log entries.
     pub snapshot_every: u64,
+    /// Checks every entry before the leader proposes it (none: every entry is admitted).
+    pub admission: Option<Admission>,
 }
 
 impl NodeConfig {
@@ -202,6 +222,7 @@ impl NodeConfig {
             timing: Timing::default(),
             write_timeout: Duration::from_secs(5),
             snapshot_every: 5000,
+            admission: None,
         }
     }
 }
@@ -214,6 +235,7 @@ pub struct RaftNode {
     tls: TlsIdentity,
     peers: BTreeMap<u64, String>,
     write_timeout: Duration,
+    admission: Option<Admission>,
     local_addr: SocketAddr,
     server: JoinHandle<()>,
     stop_server: Option<oneshot::Sender<()>>,
@@ -283,6 +305,7 @@ impl RaftNode {
             raft: raft.clone(),
             db: slot.clone(),
             write_timeout: config.write_timeout,
+            admission: config.admission.clone(),
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         let id = config.id;
@@ -298,6 +321,7 @@ impl RaftNode {
             tls: config.tls,
             peers: config.peers,
             write_timeout: config.write_timeout,
+            admission: config.admission,
             local_addr,
             server,
             stop_server: Some(stop_tx),
@@ -343,6 +367,11 @@ impl RaftNode {
     }
 
     async fn write_inner(&self, entry: Vec<u8>) -> Result<u64, Error> {
+        if self.is_leader() {
+            if let Some(admit) = &self.admission {
+                (admit.0)(&entry).map_err(Error::Refused)?;
+            }
+        }
         let forward = match self.raft.client_write(entry.clone()).await {
             Ok(r) => return Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
@@ -372,6 +401,7 @@ impl RaftNode {
         match client.write(entry).await {
             Ok(position) => Ok(position),
             Err(Error::NotLeader { leader, addr }) => Err(Error::NotLeader { leader, addr }),
+            Err(Error::Refused(why)) => Err(Error::Refused(why)),
             Err(e) => {
                 warn!(node = self.id, leader, error = %e, "forwarding a write failed");
                 Err(Error::NotLeader {

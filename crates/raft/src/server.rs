@@ -52,6 +52,7 @@ pub(crate) struct Service {
     pub(crate) raft: Raft<TypeConfig>,
     pub(crate) db: Arc<DbSlot>,
     pub(crate) write_timeout: Duration,
+    pub(crate) admission: Option<crate::Admission>,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(req: Request<RaftBytes>) -> Result<T, Status> {
@@ -94,6 +95,12 @@ impl RaftService for Service {
 
     async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
         let entry = request.into_inner().entry;
+        if let Some(admit) = &self.admission {
+            let m = self.raft.metrics().borrow().clone();
+            if m.current_leader == Some(m.id) {
+                (admit.0)(&entry).map_err(Status::invalid_argument)?;
+            }
+        }
         let result = tokio::time::timeout(self.write_timeout, self.raft.client_write(entry)).await;
         match result {
             Err(_) => Err(Status::deadline_exceeded(format!(

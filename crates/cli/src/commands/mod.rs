@@ -8,7 +8,9 @@ mod eval;
 mod experiment;
 mod inspect;
 mod intel;
+mod ledger;
 mod model_file;
+mod node;
 mod pki;
 mod predict;
 mod report;
@@ -45,6 +47,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Experiment(a) => experiment::run(a, quiet),
         Command::Coordinator(a) => coordinator::run(a),
         Command::Site(a) => site::run(a, quiet),
+        Command::Node(a) => node::run(a),
+        Command::Ledger { command } => ledger::run(command),
         Command::Pki { command } => pki::run(command),
     }
 }

@@ -1,0 +1,296 @@
+//! `fedids ledger`: the ledger's client side: genesis, publications, exports, audits.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use fedids_ledger::contrib::contributions;
+use fedids_ledger::{export, Body, Entry, Ledger, Record, Role};
+use fedids_net::pki::PkiDir;
+use fedids_node::LedgerView;
+use fedids_raft::{RaftClient, TlsIdentity};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::node::{hex, tls_identity};
+use crate::args::{LedgerClientArgs, LedgerCommand};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Client {
+    urls: Vec<String>,
+    tls: TlsIdentity,
+    pki: PkiDir,
+    name: String,
+}
+
+impl Client {
+    fn new(a: &LedgerClientArgs) -> Result<Client> {
+        let pki = PkiDir::new(&a.pki);
+        Ok(Client {
+            urls: a.node.clone(),
+            tls: tls_identity(&pki, &a.name)?,
+            pki,
+            name: a.name.clone(),
+        })
+    }
+
+    fn sign(&self, author: &str, body: Body) -> Result<Entry> {
+        let key = self.pki.read_site(&self.name)?.signing_key;
+        Ok(Ledger::unsigned(author, now_ms(), body).sign(&key))
+    }
+
+    /// Writes an entry through the cluster, following the leader; refusals carry the reason.
+    async fn write(&self, entry: &Entry) -> Result<u64> {
+        let bytes = entry.encode();
+        let mut url = self.urls[0].clone();
+        let mut next = 0;
+        let mut last_error = String::new();
+        for _ in 0..40 {
+            let client = RaftClient::connect(&url, None, &self.tls)?;
+            match client.write(bytes.clone()).await {
+                Ok(position) => return Ok(position),
+                Err(fedids_raft::Error::Refused(why)) => {
+                    bail!(
+                        "the ledger refused the {}: {why}",
+                        entry.unsigned.body.kind()
+                    )
+                }
+                Err(fedids_raft::Error::NotLeader {
+                    addr: Some(addr), ..
+                }) => url = addr,
+                Err(e) => {
+                    last_error = format!("{url}: {e}");
+                    next = (next + 1) % self.urls.len();
+                    url = self.urls[next].clone();
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+        bail!("no ledger node accepted the write; last error: {last_error}")
+    }
+
+    /// Every applied entry of the node at `url`.
+    async fn read_all(&self, url: &str) -> Result<Vec<Vec<u8>>> {
+        let client = RaftClient::connect(url, None, &self.tls)?;
+        let mut out = Vec::new();
+        loop {
+            let page = client
+                .read(out.len() as u64, 0)
+                .await
+                .with_context(|| format!("cannot read the ledger from {url}"))?;
+            if page.is_empty() {
+                return Ok(out);
+            }
+            out.extend(page);
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn run(command: LedgerCommand) -> Result<()> {
+    match command {
+        LedgerCommand::Genesis {
+            client,
+            federation,
+            sites,
+            nodes,
+        } => {
+            let c = Client::new(&client)?;
+            let me = c.pki.read_site(&c.name)?;
+            let mut entries = vec![c.sign(
+                &c.name,
+                Body::Genesis {
+                    federation,
+                    authorities: vec![(c.name.clone(), me.signing_key.verifying_key().to_bytes())],
+                },
+            )?];
+            for (names, role) in [(&sites, Role::Site), (&nodes, Role::Node)] {
+                for name in names {
+                    let key = c
+                        .pki
+                        .read_site_verifying_key(name)
+                        .with_context(|| format!("the verifying key of '{name}'"))?;
+                    entries.push(c.sign(
+                        &c.name,
+                        Body::RegisterKey {
+                            name: name.clone(),
+                            key: key.to_bytes(),
+                            role,
+                        },
+                    )?);
+                }
+            }
+            runtime()?.block_on(async {
+                for e in &entries {
+                    c.write(e).await?;
+                }
+                anyhow::Ok(())
+            })?;
+            println!(
+                "genesis written by '{}': {} entries (genesis and {} key registrations)",
+                c.name,
+                entries.len(),
+                entries.len() - 1
+            );
+        }
+        LedgerCommand::Publish {
+            client,
+            bundle,
+            channel,
+            author,
+        } => {
+            let c = Client::new(&client)?;
+            let bytes = std::fs::read(&bundle)
+                .with_context(|| format!("cannot read {}", bundle.display()))?;
+            let n_objects = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["objects"].as_array().map(Vec::len))
+                .unwrap_or(0) as u32;
+            let hash: [u8; 32] = Sha256::digest(&bytes).into();
+            let entry = c.sign(
+                author.as_deref().unwrap_or(&c.name),
+                Body::IntelPublication {
+                    bundle_sha256: hash,
+                    n_objects,
+                    channel,
+                },
+            )?;
+            let position = runtime()?.block_on(c.write(&entry))?;
+            println!(
+                "recorded publication of {} (sha256 {}) at log position {position}",
+                bundle.display(),
+                hex(&hash)
+            );
+        }
+        LedgerCommand::Export { client, out } => {
+            let c = Client::new(&client)?;
+            let url = c.urls[0].clone();
+            let entries = runtime()?.block_on(c.read_all(&url))?;
+            let view = LedgerView::rebuild(&entries);
+            let records: Vec<Vec<u8>> =
+                view.ledger().records().iter().map(Record::encode).collect();
+            std::fs::write(&out, export::encode(&records))
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "exported {} records from {url} to {} (root {}; {} log entries refused at apply time)",
+                records.len(),
+                out.display(),
+                hex(&view.ledger().merkle().root()),
+                view.refused().len()
+            );
+        }
+        LedgerCommand::Verify { file, json } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let records = export::decode(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let ledger =
+                Ledger::from_encoded(&records).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let contrib = contributions(&ledger);
+            let root = hex(&ledger.merkle().root());
+            if json {
+                let v = json!({
+                    "records": ledger.len(),
+                    "root": root,
+                    "federation": ledger.federation(),
+                    "keys": ledger.keys(),
+                    "contributions": contrib,
+                });
+                crate::ui::emit(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+            } else {
+                let mut out = String::new();
+                let _ = writeln!(
+                    out,
+                    "{}: {} records verified (hash chain, signatures, authors and roles, no replays); federation '{}', root {root}",
+                    file.display(),
+                    ledger.len(),
+                    ledger.federation()
+                );
+                for c in contrib {
+                    let _ = writeln!(
+                        out,
+                        "  {}: {} models contributed, {} trees accepted, validation gain {:+} ppm",
+                        c.site, c.models_contributed, c.trees_accepted, c.validation_gain_ppm
+                    );
+                }
+                crate::ui::emit(&out)?;
+            }
+        }
+        LedgerCommand::Heads { client, json } => {
+            let c = Client::new(&client)?;
+            let heads = runtime()?.block_on(async {
+                let mut heads = Vec::new();
+                for url in &c.urls {
+                    let entries = c.read_all(url).await?;
+                    let view = LedgerView::rebuild(&entries);
+                    let status = RaftClient::connect(url, None, &c.tls)?
+                        .status()
+                        .await
+                        .with_context(|| format!("cannot ask {url} for its status"))?;
+                    heads.push((url.clone(), view, status));
+                }
+                anyhow::Ok(heads)
+            })?;
+            let mut forks = Vec::new();
+            let (first_url, first, _) = &heads[0];
+            for (url, view, _) in &heads[1..] {
+                let size = view.ledger().len().min(first.ledger().len());
+                let (a, b) = (
+                    first.ledger().root_at(size).ok(),
+                    view.ledger().root_at(size).ok(),
+                );
+                if a != b {
+                    forks.push(format!(
+                        "{url} and {first_url} hold different histories at size {size}"
+                    ));
+                }
+            }
+            let rows: Vec<serde_json::Value> = heads
+                .iter()
+                .map(|(url, v, st)| {
+                    json!({
+                        "node": url,
+                        "id": st.id,
+                        "state": st.state,
+                        "leader": st.leader,
+                        "term": st.term,
+                        "size": v.ledger().len(),
+                        "root": hex(&v.ledger().merkle().root()),
+                    })
+                })
+                .collect();
+            if json {
+                let v = json!({ "heads": rows, "forks": forks });
+                crate::ui::emit(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+            } else {
+                let mut out = String::new();
+                for r in &rows {
+                    let _ = writeln!(
+                        out,
+                        "{} (node {}, {})  size {}  root {}",
+                        r["node"].as_str().unwrap_or("?"),
+                        r["id"],
+                        r["state"].as_str().unwrap_or("?"),
+                        r["size"],
+                        r["root"].as_str().unwrap_or("?")
+                    );
+                }
+                crate::ui::emit(&out)?;
+            }
+            if !forks.is_empty() {
+                bail!("fork detected: {}", forks.join("; "));
+            }
+        }
+    }
+    Ok(())
+}
