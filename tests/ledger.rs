@@ -268,3 +268,106 @@ fn bad_entries_are_refused_with_their_reason() {
     let heads = c.heads(&[1, 2, 3], 6);
     assert!(heads.iter().all(|h| h["root"] == heads[0]["root"]));
 }
+
+/// POSTs a TAXII envelope with basic auth over plain HTTP/1.0; returns the status line and body.
+fn taxii_post(addr: &str, objects: &Value) -> (String, String) {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({ "objects": objects }).to_string();
+    let auth = {
+        // Basic base64("analyst:s3cret").
+        "YW5hbHlzdDpzM2NyZXQ="
+    };
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /fedids/collections/{}/objects/ HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/taxii+json;version=2.1\r\nAccept: application/taxii+json;version=2.1\r\nContent-Length: {}\r\n\r\n{body}",
+        fedids_intel::taxii::COLLECTION_ID,
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn taxii_publications_are_recorded_on_the_ledger() {
+    let c = Cluster::start();
+    let all = c.urls(&[1, 2, 3]);
+    c.ok(
+        "genesis",
+        "coordinator",
+        &all,
+        &["--sites", "site-a", "--nodes", "node-1,node-2,node-3"],
+    );
+    let mut taxii = Proc::start(
+        &c.dir,
+        "taxii",
+        &[
+            "taxii",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "taxii-store",
+            "--user",
+            "analyst",
+            "--password",
+            "s3cret",
+            "--ledger-node",
+            &all,
+            "--ledger-pki",
+            "pki",
+            "--ledger-name",
+            "site-a",
+        ],
+    );
+    taxii.await_log("listening on http://", 1);
+    let log = taxii.stderr();
+    let addr = log
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .to_string();
+    let objects = serde_json::json!([{
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+        "created": "2026-11-23T10:00:00.000Z",
+        "modified": "2026-11-23T10:00:00.000Z",
+        "pattern": "[ipv4-addr:value = '198.51.100.7']",
+        "pattern_type": "stix",
+        "valid_from": "2026-11-23T10:00:00.000Z"
+    }]);
+    let (status, body) = taxii_post(&addr, &objects);
+    assert!(status.contains("202"), "{status}\n{body}");
+    // Genesis, four registrations, the publication.
+    c.heads(&[1, 2, 3], 6);
+    let export = c.dir.path("ledger.fedl");
+    c.ok("export", "site-a", &c.url(2), &["--out", s(&export)]);
+    let v = c
+        .dir
+        .json(&["ledger", "verify", "--file", s(&export), "--json"]);
+    let p = &v["publications"][0];
+    assert_eq!(p["author"], "site-a");
+    assert_eq!(p["n_objects"], 1);
+    assert_eq!(p["channel"], fedids_intel::taxii::COLLECTION_ID);
+    use sha2::{Digest, Sha256};
+    let want: String = Sha256::digest(objects.to_string())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(p["sha256"], want);
+    // Posting the same objects again is idempotent: the ledger already holds the publication.
+    let (status, body) = taxii_post(&addr, &objects);
+    assert!(status.contains("202"), "{status}\n{body}");
+    c.heads(&[1, 2, 3], 6);
+    taxii.kill();
+}

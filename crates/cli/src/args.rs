@@ -510,6 +510,16 @@ pub struct TaxiiServeArgs {
     /// The server's title in discovery.
     #[arg(long, default_value = "fedids TAXII server")]
     pub title: String,
+    /// Record every publication (the bundle's hash) on the ledger at these node URLs,
+    /// comma-separated; needs --ledger-pki and --ledger-name.
+    #[arg(long, value_delimiter = ',', requires_all = ["ledger_pki", "ledger_name"])]
+    pub ledger_node: Vec<String>,
+    /// PKI directory of the identity that signs ledger entries.
+    #[arg(long, value_name = "DIR")]
+    pub ledger_pki: Option<PathBuf>,
+    /// The identity (a site registered on the ledger) that signs ledger entries.
+    #[arg(long)]
+    pub ledger_name: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -251,14 +251,28 @@ impl Store {
     }
 }
 
-/// Told about every successful POST: the extension point where a site records what it
-/// published on the ledger (issue 5). No ledger exists yet, so `fedids taxii serve` passes none;
-/// once it does, the binary implements this trait with the ledger client and passes it to
-/// [`router_with_hook`].
+/// What a successful POST published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// SHA-256 of the posted `objects` array serialised as compact JSON.
+    pub sha256: [u8; 32],
+    /// Objects posted.
+    pub n_objects: usize,
+    /// The collection posted to.
+    pub collection: String,
+    /// Ids of the objects the POST stored or already held.
+    pub ids: Vec<String>,
+}
+
+/// Told about every successful POST before the client gets its answer: the extension point where
+/// a site records what it published on the ledger (`fedids taxii serve --ledger-node`). An
+/// error is reported to the client (the objects stay stored).
 pub trait PublishHook: Send + Sync + 'static {
-    /// `sha256` is the hex SHA-256 of the posted `objects` array serialised as compact JSON;
-    /// `ids` are the ids of the objects the POST stored or already held.
-    fn published(&self, sha256: &str, ids: &[String]);
+    /// Records `publication`; `Err` says why it could not be recorded.
+    fn published(
+        &self,
+        publication: Publication,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>;
 }
 
 #[derive(Clone)]
@@ -737,7 +751,6 @@ async fn post_objects(
             if let Some(hook) = &state.hook {
                 use sha2::Digest;
                 let digest = sha2::Sha256::digest(Value::Array(objects.clone()).to_string());
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
                 let ids: Vec<String> = status["successes"]
                     .as_array()
                     .map(|a| {
@@ -746,7 +759,22 @@ async fn post_objects(
                             .collect()
                     })
                     .unwrap_or_default();
-                hook.published(&hex, &ids);
+                let publication = Publication {
+                    sha256: digest.into(),
+                    n_objects: objects.len(),
+                    collection: id.clone(),
+                    ids,
+                };
+                if let Err(e) = hook.published(publication).await {
+                    tracing::error!("publication not recorded: {e}");
+                    return taxii_error(
+                        StatusCode::BAD_GATEWAY,
+                        "ledger failure",
+                        &format!(
+                            "the objects are stored, but the publication was not recorded: {e}"
+                        ),
+                    );
+                }
             }
             taxii_json(StatusCode::ACCEPTED, status)
         }

@@ -20,8 +20,13 @@ use fedids_intel::{stix_bundle, StixOptions, Tlp};
 struct Recorder(Mutex<Vec<(String, usize)>>);
 
 impl taxii::PublishHook for Recorder {
-    fn published(&self, sha256: &str, ids: &[String]) {
-        self.0.lock().unwrap().push((sha256.to_string(), ids.len()));
+    fn published(
+        &self,
+        p: taxii::Publication,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        let hex: String = p.sha256.iter().map(|b| format!("{b:02x}")).collect();
+        self.0.lock().unwrap().push((hex, p.ids.len()));
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -21,7 +21,8 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-struct Client {
+/// A ledger client acting as one identity of a PKI directory.
+pub struct Client {
     urls: Vec<String>,
     tls: TlsIdentity,
     pki: PkiDir,
@@ -29,7 +30,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(a: &LedgerClientArgs) -> Result<Client> {
+    pub fn new(a: &LedgerClientArgs) -> Result<Client> {
         let pki = PkiDir::new(&a.pki);
         Ok(Client {
             urls: a.node.clone(),
@@ -39,13 +40,13 @@ impl Client {
         })
     }
 
-    fn sign(&self, author: &str, body: Body) -> Result<Entry> {
+    pub fn sign(&self, author: &str, body: Body) -> Result<Entry> {
         let key = self.pki.read_site(&self.name)?.signing_key;
         Ok(Ledger::unsigned(author, now_ms(), body).sign(&key))
     }
 
     /// Writes an entry through the cluster, following the leader; refusals carry the reason.
-    async fn write(&self, entry: &Entry) -> Result<u64> {
+    pub async fn write(&self, entry: &Entry) -> Result<u64> {
         let bytes = entry.encode();
         let mut url = self.urls[0].clone();
         let mut next = 0;
@@ -199,12 +200,31 @@ pub fn run(command: LedgerCommand) -> Result<()> {
             let contrib = contributions(&ledger);
             let root = hex(&ledger.merkle().root());
             if json {
+                let publications: Vec<serde_json::Value> = ledger
+                    .records()
+                    .iter()
+                    .filter_map(|r| match &r.entry.unsigned.body {
+                        Body::IntelPublication {
+                            bundle_sha256,
+                            n_objects,
+                            channel,
+                        } => Some(json!({
+                            "index": r.index,
+                            "author": r.entry.unsigned.author,
+                            "sha256": hex(bundle_sha256),
+                            "n_objects": n_objects,
+                            "channel": channel,
+                        })),
+                        _ => None,
+                    })
+                    .collect();
                 let v = json!({
                     "records": ledger.len(),
                     "root": root,
                     "federation": ledger.federation(),
                     "keys": ledger.keys(),
                     "contributions": contrib,
+                    "publications": publications,
                 });
                 crate::ui::emit(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
             } else {
@@ -293,4 +313,37 @@ pub fn run(command: LedgerCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Records TAXII publications on the ledger, signed by the server's identity.
+pub struct LedgerHook(pub Client);
+
+impl fedids_intel::taxii::PublishHook for LedgerHook {
+    fn published(
+        &self,
+        p: fedids_intel::taxii::Publication,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            let entry = self
+                .0
+                .sign(
+                    &self.0.name,
+                    Body::IntelPublication {
+                        bundle_sha256: p.sha256,
+                        n_objects: u32::try_from(p.n_objects).unwrap_or(u32::MAX),
+                        channel: p.collection,
+                    },
+                )
+                .map_err(|e| format!("{e:#}"))?;
+            match self.0.write(&entry).await {
+                Ok(position) => {
+                    tracing::info!(position, sha256 = %hex(&p.sha256), "publication recorded on the ledger");
+                    Ok(())
+                }
+                // The same objects posted again: the ledger already holds this publication.
+                Err(e) if format!("{e:#}").contains("replayed content") => Ok(()),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        })
+    }
 }

@@ -15,13 +15,27 @@ fn serve(a: TaxiiServeArgs, quiet: bool) -> Result<()> {
     if a.user.is_empty() || a.password.is_empty() {
         anyhow::bail!("--user and --password must not be empty");
     }
-    let router = taxii::router(
+    let hook: Option<std::sync::Arc<dyn taxii::PublishHook>> = if a.ledger_node.is_empty() {
+        None
+    } else {
+        let (Some(pki), Some(name)) = (&a.ledger_pki, &a.ledger_name) else {
+            anyhow::bail!("--ledger-node needs --ledger-pki and --ledger-name");
+        };
+        let client = super::ledger::Client::new(&crate::args::LedgerClientArgs {
+            pki: pki.clone(),
+            name: name.clone(),
+            node: a.ledger_node.clone(),
+        })?;
+        Some(std::sync::Arc::new(super::ledger::LedgerHook(client)))
+    };
+    let router = taxii::router_with_hook(
         &a.store,
         Credentials {
             user: a.user.clone(),
             password: a.password.clone(),
         },
         &a.title,
+        hook,
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
