@@ -371,3 +371,154 @@ fn taxii_publications_are_recorded_on_the_ledger() {
     c.heads(&[1, 2, 3], 6);
     taxii.kill();
 }
+
+#[test]
+fn a_federation_round_is_recorded_and_an_auditor_can_replay_it() {
+    let c = Cluster::start();
+    let all = c.urls(&[1, 2, 3]);
+    c.ok(
+        "genesis",
+        "coordinator",
+        &all,
+        &[
+            "--sites",
+            "site-a,site-b",
+            "--nodes",
+            "node-1,node-2,node-3",
+        ],
+    );
+    // Two sites with 2,000 NSL-KDD flows each.
+    let text =
+        std::fs::read_to_string(util::datasets().join("nsl-kdd/KDDTrain+_20Percent.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().take(4000).collect();
+    for (i, site) in ["site-a", "site-b"].iter().enumerate() {
+        let rows: String = lines
+            .iter()
+            .skip(i)
+            .step_by(2)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        c.dir.write(&format!("{site}.csv"), rows.as_bytes());
+    }
+    let ready = c.dir.path("ready.json");
+    let mut coordinator = Proc::start(
+        &c.dir,
+        "coordinator",
+        &[
+            "coordinator",
+            "--pki",
+            "pki",
+            "--sites",
+            "site-a,site-b",
+            "--listen",
+            "127.0.0.1:0",
+            "--ready-file",
+            s(&ready),
+            "--state",
+            "cstate",
+            "--trees-per-site",
+            "10",
+            "--ledger-node",
+            &all,
+            "--json",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "coordinator not ready: {}",
+            coordinator.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ready: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    let url = format!("https://{}", ready["grpc"].as_str().unwrap());
+    let mut sites: Vec<Proc> = ["site-a", "site-b"]
+        .iter()
+        .map(|site| {
+            let data = format!("{site}.csv");
+            let state = format!("{site}-state");
+            Proc::start(
+                &c.dir,
+                site,
+                &[
+                    "site",
+                    "--pki",
+                    "pki",
+                    "--name",
+                    site,
+                    "--coordinator",
+                    &url,
+                    "--data",
+                    &data,
+                    "--state",
+                    &state,
+                    "--timeout",
+                    "60s",
+                    "--json",
+                ],
+            )
+        })
+        .collect();
+    for p in &mut sites {
+        p.json();
+    }
+    let out = coordinator.json();
+    let round = &out["rounds"][0];
+    assert_eq!(round["phase"], "Merged", "{round}");
+    assert!(coordinator
+        .stderr()
+        .contains("round recorded on the ledger"));
+
+    // Genesis and five registrations, two signed contributions, one aggregation.
+    c.heads(&[1, 2, 3], 9);
+    let export = c.dir.path("ledger.fedl");
+    c.ok("export", "site-a", &c.url(3), &["--out", s(&export)]);
+    let global = c.dir.path("site-a-state/global.fedg");
+    let v = c.dir.json(&[
+        "ledger",
+        "verify",
+        "--file",
+        s(&export),
+        "--model",
+        s(&global),
+        "--replay",
+        "cstate",
+        "--json",
+    ]);
+    let checks = v["checks"].as_array().unwrap();
+    assert!(checks[0]
+        .as_str()
+        .unwrap()
+        .contains("is the recorded global model of round 1"));
+    assert!(
+        checks[1].as_str().unwrap().contains("matches the ledger"),
+        "{checks:?}"
+    );
+    let trees: u64 = v["contributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["trees_accepted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(trees, round["global"]["n_trees"].as_u64().unwrap());
+
+    // A model that is not the recorded one is named as such.
+    let mut bytes = std::fs::read(&global).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    let other = c.dir.write("other.fedg", &bytes);
+    let err = c.dir.fails(&[
+        "ledger",
+        "verify",
+        "--file",
+        s(&export),
+        "--model",
+        s(&other),
+    ]);
+    assert!(
+        err.contains("is not the recorded output of any aggregation"),
+        "{err}"
+    );
+}

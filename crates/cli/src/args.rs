@@ -610,6 +610,11 @@ pub struct CoordinatorArgs {
     /// Write the bound gRPC (and metrics) address to FILE once serving, as JSON.
     #[arg(long, value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Record every round (the sites' signed contributions and the aggregation, signed by the
+    /// coordinator) on the ledger at these node URLs, comma-separated, before serving the
+    /// global model. The coordinator must be an authority of the ledger's genesis.
+    #[arg(long, value_delimiter = ',')]
+    pub ledger_node: Vec<String>,
     /// Print the round records as JSON.
     #[arg(long)]
     pub json: bool,
@@ -759,6 +764,13 @@ pub enum LedgerCommand {
         /// The export file.
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
+        /// Check that this global model file is exactly the recorded output of an aggregation.
+        #[arg(long, value_name = "FILE")]
+        model: Option<PathBuf>,
+        /// Re-execute every recorded merge from the coordinator's state directory (round
+        /// reports and model copies) and compare the output hashes.
+        #[arg(long, value_name = "DIR")]
+        replay: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

@@ -20,9 +20,9 @@ pub struct SiteContribution {
     pub trees_accepted: u64,
     /// Rows its contributed forests were trained on, over all rounds.
     pub train_rows: u64,
-    /// Sum over rounds of the validation gain the global model brought the site, in parts per
-    /// million of accuracy.
-    pub validation_gain_ppm: i64,
+    /// Sum over the rounds that measured it of the validation gain the global model brought the
+    /// site, in parts per million of accuracy (`None`: no round measured it).
+    pub validation_gain_ppm: Option<i64>,
 }
 
 /// Every site's contribution, sorted by site.
@@ -36,7 +36,7 @@ pub fn contributions(ledger: &Ledger) -> Vec<SiteContribution> {
                 rounds_accepted: 0,
                 trees_accepted: 0,
                 train_rows: 0,
-                validation_gain_ppm: 0,
+                validation_gain_ppm: None,
             })
             .clone()
     };
@@ -53,7 +53,9 @@ pub fn contributions(ledger: &Ledger) -> Vec<SiteContribution> {
                 s.rounds_accepted += 1;
             }
             s.trees_accepted += u64::from(acc.n_trees);
-            s.validation_gain_ppm += acc.validation_gain_ppm;
+            if let Some(g) = acc.validation_gain_ppm {
+                s.validation_gain_ppm = Some(s.validation_gain_ppm.unwrap_or(0) + g);
+            }
             by_site.insert(acc.site.clone(), s);
         }
     }

@@ -58,8 +58,9 @@ pub struct Accepted {
     /// Its trees in the global model.
     pub n_trees: u32,
     /// Change of the site's validation accuracy from its own forest to the global model, in
-    /// parts per million (negative when the global model is worse there).
-    pub validation_gain_ppm: i64,
+    /// parts per million (negative when the global model is worse there); `None` when the
+    /// aggregation did not measure it.
+    pub validation_gain_ppm: Option<i64>,
 }
 
 /// The result of merging a round's contributions.

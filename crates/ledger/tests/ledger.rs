@@ -81,12 +81,12 @@ fn history() -> Ledger {
                 Accepted {
                     site: "site-a".into(),
                     n_trees: 25,
-                    validation_gain_ppm: 4_000,
+                    validation_gain_ppm: Some(4_000),
                 },
                 Accepted {
                     site: "site-b".into(),
                     n_trees: 25,
-                    validation_gain_ppm: -1_000,
+                    validation_gain_ppm: Some(-1_000),
                 },
             ],
         }),
@@ -344,7 +344,7 @@ fn contributions_come_from_the_ledger_alone() {
     assert_eq!(c[0].site, "site-a");
     assert_eq!(c[0].models_contributed, 1);
     assert_eq!(c[0].trees_accepted, 25);
-    assert_eq!(c[0].validation_gain_ppm, 4_000);
+    assert_eq!(c[0].validation_gain_ppm, Some(4_000));
     assert_eq!(c[1].train_rows, 1000 + 0xb);
-    assert_eq!(c[1].validation_gain_ppm, -1_000);
+    assert_eq!(c[1].validation_gain_ppm, Some(-1_000));
 }

@@ -98,6 +98,16 @@ struct State {
     fetched: BTreeSet<String>,
 }
 
+/// Where the coordinator records each round's contributions and aggregation (the replicated
+/// ledger, through the binary's ledger client).
+pub trait LedgerSink: Send + Sync + 'static {
+    /// Records one signed entry. Content the ledger already holds counts as recorded.
+    fn record<'a>(
+        &'a self,
+        entry: &'a fedids_ledger::Entry,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
 /// The coordinator's round logic ([`Rounds`]) and driver ([`Coordinator::run`]).
 pub struct Coordinator {
     cfg: CoordinatorConfig,
@@ -105,6 +115,7 @@ pub struct Coordinator {
     state: Mutex<State>,
     changed: watch::Sender<u64>,
     metrics: Arc<Metrics>,
+    ledger: Option<Arc<dyn LedgerSink>>,
 }
 
 /// The ranking metric of a strategy in its command-line spelling (`a`, `wa`; empty when the
@@ -187,7 +198,16 @@ impl Coordinator {
             }),
             changed,
             metrics,
+            ledger: None,
         })
+    }
+
+    /// Records every round's contributions (the sites' signed entries) and aggregation (signed
+    /// by the coordinator's key) on `ledger` before the round's global model is served. Sites
+    /// must then send their signed contribution with their scores.
+    pub fn with_ledger(mut self, ledger: Arc<dyn LedgerSink>) -> Coordinator {
+        self.ledger = Some(ledger);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -442,8 +462,29 @@ impl Coordinator {
         })
         .await
         .map_err(|e| format!("merge task failed: {e}"))??;
-        let (global, n_trees) = merged;
+        let Merged {
+            model: global,
+            n_trees,
+            accepted,
+        } = merged;
         let hash = model_hash(&global);
+        if let Some(ledger) = &self.ledger {
+            let entries = self.ledger_entries(&record, &sites, &accepted, hash, seed)?;
+            for entry in &entries {
+                ledger.record(entry).await.map_err(|e| {
+                    format!(
+                        "round {}: the ledger did not record the {}: {e}",
+                        record.id,
+                        entry.unsigned.body.kind()
+                    )
+                })?;
+            }
+            info!(
+                round = record.id,
+                entries = entries.len(),
+                "round recorded on the ledger"
+            );
+        }
         let signature = sign_global(&self.cfg.signing_key, record.id, &record.nonce, &hash);
         let merge_ms = started.elapsed().as_millis() as u64;
         record.phase_ms.insert("merge".into(), merge_ms);
@@ -458,6 +499,7 @@ impl Coordinator {
         self.store
             .put_model(&record, None, &global)
             .map_err(|e| e.to_string())?;
+        self.store.export_model(&hex(&hash), "fedg", &global);
         self.lock().round = Some(record.clone());
         self.metrics
             .observe_phase("scoring", record.phase_ms["scoring"] as f64 / 1e3);
@@ -475,6 +517,54 @@ impl Coordinator {
             "global model signed"
         );
         Ok(record)
+    }
+
+    /// The round's ledger entries: each merged site's signed contribution, then the aggregation.
+    fn ledger_entries(
+        &self,
+        record: &RoundRecord,
+        sites: &[String],
+        accepted: &BTreeMap<String, u32>,
+        output: [u8; 32],
+        seed: u64,
+    ) -> Result<Vec<fedids_ledger::Entry>, String> {
+        let mut entries = Vec::new();
+        let mut inputs = Vec::new();
+        for site in sites {
+            let bytes = &record.scores[site].ledger_entry;
+            let entry = fedids_ledger::Entry::decode(bytes)
+                .map_err(|e| format!("the contribution entry of '{site}': {e}"))?;
+            if let fedids_ledger::Body::ModelContribution(c) = &entry.unsigned.body {
+                inputs.push((site.clone(), c.model_sha256));
+            }
+            entries.push(entry);
+        }
+        let aggregation = fedids_ledger::Aggregation {
+            round: record.id,
+            strategy: record.strategy.clone(),
+            seed,
+            inputs,
+            scores_sha256: scores_sha256(record),
+            output_sha256: output,
+            accepted: sites
+                .iter()
+                .map(|s| fedids_ledger::Accepted {
+                    site: s.clone(),
+                    n_trees: accepted.get(s).copied().unwrap_or(0),
+                    // Not measured yet: sites evaluate the global model after the merge.
+                    validation_gain_ppm: None,
+                })
+                .collect(),
+        };
+        entries.push(
+            fedids_ledger::Ledger::unsigned(
+                &self.cfg.name,
+                now_ms(),
+                fedids_ledger::Body::Aggregation(aggregation),
+            )
+            .sign(&self.cfg.signing_key),
+        );
+        Ok(entries)
     }
 
     async fn wait_for_fetches(&self) {
@@ -501,15 +591,34 @@ impl Coordinator {
     }
 }
 
-/// Decodes the uploads and merges them: pure apart from the CPU it burns.
-fn merge_models(
+/// SHA-256 of a round's scores as the record stores them (JSON): what the ledger's aggregation
+/// entry commits to, so that a replay can prove it used the same scores.
+pub fn scores_sha256(record: &RoundRecord) -> [u8; 32] {
+    let json = serde_json::to_vec(&record.scores).unwrap_or_default();
+    model_hash(&json)
+}
+
+/// A merge's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    /// The global model file.
+    pub model: Vec<u8>,
+    /// Its trees.
+    pub n_trees: u32,
+    /// Trees kept per site.
+    pub accepted: BTreeMap<String, u32>,
+}
+
+/// Decodes the uploads of `sites` and merges them as `record` says. Pure apart from the CPU it burns, so an
+/// auditor can replay a recorded round bit for bit.
+pub fn merge_models(
     record: &RoundRecord,
     sites: &[String],
     models: &[Vec<u8>],
     schema: &Schema,
     strategy: &MergeStrategy,
     seed: u64,
-) -> Result<(Vec<u8>, u32), String> {
+) -> Result<Merged, String> {
     let id_of: HashMap<&str, SiteId> = sites
         .iter()
         .enumerate()
@@ -559,7 +668,61 @@ fn merge_models(
         merge(&site_models, &table, strategy, seed).map_err(|e| e.to_string())?
     };
     let n_trees = global.n_trees() as u32;
-    Ok((encode_global(&global), n_trees))
+    let name_of: HashMap<SiteId, &String> = sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (SiteId(i as u32), s))
+        .collect();
+    let mut accepted: BTreeMap<String, u32> = BTreeMap::new();
+    for src in global.sources() {
+        if let Some(name) = name_of.get(&src.site) {
+            *accepted.entry((*name).clone()).or_default() += 1;
+        }
+    }
+    Ok(Merged {
+        model: encode_global(&global),
+        n_trees,
+        accepted,
+    })
+}
+
+/// Checks a site's signed contribution entry against what the coordinator received from it.
+fn check_contribution(
+    bytes: &[u8],
+    site: &str,
+    round: u64,
+    upload: &UploadMeta,
+    n_train_rows: u64,
+    key: &VerifyingKey,
+) -> Result<(), String> {
+    if bytes.is_empty() {
+        return Err("this federation records contributions on the ledger: send the signed entry with the scores".into());
+    }
+    let entry = fedids_ledger::Entry::decode(bytes).map_err(|e| e.to_string())?;
+    if entry.unsigned.author != site {
+        return Err(format!("authored by '{}'", entry.unsigned.author));
+    }
+    if !entry.signature_ok(&key.to_bytes()) {
+        return Err("bad signature".into());
+    }
+    let fedids_ledger::Body::ModelContribution(c) = &entry.unsigned.body else {
+        return Err(format!(
+            "a {}, not a model contribution",
+            entry.unsigned.body.kind()
+        ));
+    };
+    if c.round != round || hex(&c.model_sha256) != upload.hash {
+        return Err(format!(
+            "it names round {} and model {}, the upload was round {round} and model {}",
+            c.round,
+            hex(&c.model_sha256),
+            upload.hash
+        ));
+    }
+    if c.n_trees != upload.n_trees || c.n_train_rows != n_train_rows {
+        return Err("its tree or row count differs from the upload and scores".into());
+    }
+    Ok(())
 }
 
 /// The candidate model file for `site`: every candidate tree of another site, in candidate order.
@@ -725,6 +888,8 @@ impl Rounds for Coordinator {
             r.bytes_received -= bytes.len() as u64;
             return Err(internal(e));
         }
+        self.store
+            .export_model(&hex(&upload.model_sha256), "fedids", &bytes);
         let reply = UploadReply {
             round_id: r.id,
             n_bytes: bytes.len() as u64,
@@ -842,6 +1007,18 @@ impl Rounds for Coordinator {
                 Status::invalid_argument(format!("category support does not parse: {e}"))
             })?;
         }
+        if !report.ledger_entry.is_empty() || self.ledger.is_some() {
+            let upload = &r.uploads[site];
+            check_contribution(
+                &report.ledger_entry,
+                site,
+                r.id,
+                upload,
+                report.n_train_rows,
+                &self.cfg.site_keys[site],
+            )
+            .map_err(|e| Status::invalid_argument(format!("contribution entry refused: {e}")))?;
+        }
         let n = scores.len() as u32;
         r.scores.insert(
             site.to_string(),
@@ -849,6 +1026,7 @@ impl Rounds for Coordinator {
                 scores,
                 n_train_rows: report.n_train_rows,
                 support_json,
+                ledger_entry: report.ledger_entry,
             },
         );
         if let Err(e) = self.persist(r, None) {

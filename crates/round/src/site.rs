@@ -485,6 +485,27 @@ async fn run_round(
             class_support: s.class_support,
         });
     }
+    // The site's own record of what it contributed, signed with its key: the coordinator puts
+    // it on the ledger as it is, so the site cannot later deny the model, nor anyone forge it.
+    let own_pred = forest.predict(&x_val).map_err(|e| e.to_string())?;
+    let correct = own_pred.iter().zip(&y_val).filter(|(p, y)| p == y).count();
+    let accuracy_ppm = if y_val.is_empty() {
+        0
+    } else {
+        (correct as u64 * 1_000_000 / y_val.len() as u64) as u32
+    };
+    let contribution = fedids_ledger::Ledger::unsigned(
+        &cfg.name,
+        crate::coordinator::now_ms(),
+        fedids_ledger::Body::ModelContribution(fedids_ledger::Contribution {
+            round: round_id,
+            model_sha256: fedids_net::signing::model_hash(&model),
+            n_trees: forest.trees().len() as u32,
+            n_train_rows: split.train.len() as u64,
+            validation_accuracy_ppm: accuracy_ppm,
+        }),
+    )
+    .sign(&cfg.signing_key);
     let report = ScoreReport {
         protocol_version: PROTOCOL_VERSION,
         round_id,
@@ -492,6 +513,7 @@ async fn run_round(
         scores,
         n_train_rows: split.train.len() as u64,
         support_json: serde_json::to_vec(&support).map_err(|e| e.to_string())?,
+        ledger_entry: contribution.encode(),
     };
     let sent = retry("submit scores", cfg.timeout, || {
         let mut c = client.clone();

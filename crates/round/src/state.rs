@@ -43,11 +43,61 @@ pub struct UploadMeta {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SiteScores {
     /// One score per candidate, in candidate order.
+    #[serde(with = "nan_safe")]
     pub scores: Vec<TreeScore>,
     /// Rows the site trained on.
     pub n_train_rows: u64,
     /// The site's category support, JSON.
     pub support_json: String,
+    /// The site's signed ledger entry for its contribution (empty when none was sent).
+    #[serde(default)]
+    pub ledger_entry: Vec<u8>,
+}
+
+/// Tree scores hold `NaN` recalls for classes without rows; JSON has no `NaN`, so they are stored
+/// as `null` and read back as `NaN`.
+mod nan_safe {
+    use fedids_forest::TreeScore;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Stored {
+        accuracy: f64,
+        class_recall: Vec<Option<f64>>,
+        class_support: Vec<u64>,
+    }
+
+    pub fn serialize<S: Serializer>(scores: &[TreeScore], s: S) -> Result<S::Ok, S::Error> {
+        let stored: Vec<Stored> = scores
+            .iter()
+            .map(|t| Stored {
+                accuracy: t.accuracy,
+                class_recall: t
+                    .class_recall
+                    .iter()
+                    .map(|&r| (!r.is_nan()).then_some(r))
+                    .collect(),
+                class_support: t.class_support.clone(),
+            })
+            .collect();
+        stored.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TreeScore>, D::Error> {
+        let stored = Vec::<Stored>::deserialize(d)?;
+        Ok(stored
+            .into_iter()
+            .map(|t| TreeScore {
+                accuracy: t.accuracy,
+                class_recall: t
+                    .class_recall
+                    .into_iter()
+                    .map(|r| r.unwrap_or(f64::NAN))
+                    .collect(),
+                class_support: t.class_support,
+            })
+            .collect())
+    }
 }
 
 /// The signed global model (its bytes live in the store).
@@ -310,6 +360,7 @@ mod tests {
                 scores: Vec::new(),
                 n_train_rows: 1,
                 support_json: String::new(),
+                ledger_entry: Vec::new(),
             },
         );
     }
@@ -363,6 +414,30 @@ mod tests {
         assert!(r.missing["c"].contains("no scores"));
         scores(&mut r, "c");
         assert_eq!(r.next_step(1_150, 3), Step::Merge);
+    }
+
+    #[test]
+    fn records_with_nan_recalls_survive_json() {
+        let mut r = record(&["a"]);
+        r.scores.insert(
+            "a".into(),
+            SiteScores {
+                scores: vec![TreeScore {
+                    accuracy: 0.5,
+                    class_recall: vec![0.25, f64::NAN],
+                    class_support: vec![4, 0],
+                }],
+                n_train_rows: 9,
+                support_json: "{}".into(),
+                ledger_entry: vec![1, 2],
+            },
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        let back: RoundRecord = serde_json::from_str(&json).unwrap();
+        let t = &back.scores["a"].scores[0];
+        assert_eq!(t.class_recall[0], 0.25);
+        assert!(t.class_recall[1].is_nan());
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
     }
 
     #[test]

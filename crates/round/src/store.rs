@@ -37,6 +37,7 @@ fn db_err(e: impl Into<redb::Error>) -> String {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    dir: PathBuf,
 }
 
 impl Store {
@@ -49,7 +50,11 @@ impl Store {
         };
         std::fs::create_dir_all(state_dir).map_err(|e| err(e.to_string()))?;
         let db = Database::create(&path).map_err(|e| err(e.to_string()))?;
-        let store = Store { db, path };
+        let store = Store {
+            db,
+            path,
+            dir: state_dir.to_path_buf(),
+        };
         store.write(|tx| {
             tx.open_table(META).map_err(db_err)?;
             tx.open_table(ROUNDS).map_err(db_err)?;
@@ -138,6 +143,20 @@ impl Store {
                 .map_err(db_err)?;
             Ok(())
         })
+    }
+
+    /// Writes a copy of a model as `STATE/models/<sha256>.<ext>` for auditors replaying a round
+    /// (`fedids ledger verify --replay`). The database stays the record; a failure is logged.
+    pub fn export_model(&self, sha256_hex: &str, ext: &str, bytes: &[u8]) {
+        let dir = self.dir.join("models");
+        let path = dir.join(format!("{sha256_hex}.{ext}"));
+        let tmp = dir.join(format!("{sha256_hex}.{ext}.tmp"));
+        let result = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = result {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the model copy");
+        }
     }
 
     /// A stored model (`site == None`: the round's global model).

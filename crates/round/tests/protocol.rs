@@ -103,6 +103,7 @@ fn scores(round_id: u64, site: &str, n: u32, accuracy: f64) -> ScoreReport {
             .collect(),
         n_train_rows: 40,
         support_json: Vec::new(),
+        ledger_entry: Vec::new(),
     }
 }
 

@@ -76,8 +76,18 @@ pub fn run(a: CoordinatorArgs) -> Result<()> {
     let records = runtime.block_on(async {
         let store = Store::open(&a.state)?;
         let metrics = Arc::new(Metrics::new());
-        let coordinator =
-            Arc::new(Coordinator::new(cfg, store, metrics.clone()).map_err(|e| anyhow!(e))?);
+        let mut coordinator =
+            Coordinator::new(cfg, store, metrics.clone()).map_err(|e| anyhow!(e))?;
+        if !a.ledger_node.is_empty() {
+            let client = super::ledger::Client::new(&crate::args::LedgerClientArgs {
+                pki: a.pki.clone(),
+                name: a.name.clone(),
+                node: a.ledger_node.clone(),
+            })?;
+            coordinator =
+                coordinator.with_ledger(Arc::new(super::ledger::CoordinatorLedger(client)));
+        }
+        let coordinator = Arc::new(coordinator);
         let metrics_addr = match a.metrics {
             Some(addr) => {
                 let (bound, _task) = serve_metrics(addr, metrics)

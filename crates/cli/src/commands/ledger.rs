@@ -191,7 +191,12 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                 view.refused().len()
             );
         }
-        LedgerCommand::Verify { file, json } => {
+        LedgerCommand::Verify {
+            file,
+            model,
+            replay,
+            json,
+        } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let records = export::decode(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
@@ -199,6 +204,40 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                 Ledger::from_encoded(&records).map_err(|e| anyhow!("{}: {e}", file.display()))?;
             let contrib = contributions(&ledger);
             let root = hex(&ledger.merkle().root());
+            let mut checks = Vec::new();
+            if let Some(path) = &model {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let hash: [u8; 32] = Sha256::digest(&bytes).into();
+                let Some(a) = ledger
+                    .aggregations()
+                    .values()
+                    .find(|a| a.output_sha256 == hash)
+                else {
+                    bail!(
+                        "{}: sha256 {} is not the recorded output of any aggregation in {}",
+                        path.display(),
+                        hex(&hash),
+                        file.display()
+                    );
+                };
+                checks.push(format!(
+                    "{} is the recorded global model of round {} ({}, inputs from {})",
+                    path.display(),
+                    a.round,
+                    a.strategy,
+                    a.inputs
+                        .iter()
+                        .map(|(s, _)| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if let Some(dir) = &replay {
+                for a in ledger.aggregations().values() {
+                    checks.push(replay_round(dir, a)?);
+                }
+            }
             if json {
                 let publications: Vec<serde_json::Value> = ledger
                     .records()
@@ -221,6 +260,7 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                 let v = json!({
                     "records": ledger.len(),
                     "root": root,
+                    "checks": checks,
                     "federation": ledger.federation(),
                     "keys": ledger.keys(),
                     "contributions": contrib,
@@ -236,11 +276,18 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                     ledger.len(),
                     ledger.federation()
                 );
+                for c in &checks {
+                    let _ = writeln!(out, "  {c}");
+                }
                 for c in contrib {
                     let _ = writeln!(
                         out,
-                        "  {}: {} models contributed, {} trees accepted, validation gain {:+} ppm",
-                        c.site, c.models_contributed, c.trees_accepted, c.validation_gain_ppm
+                        "  {}: {} models contributed, {} trees accepted, validation gain {}",
+                        c.site,
+                        c.models_contributed,
+                        c.trees_accepted,
+                        c.validation_gain_ppm
+                            .map_or("not measured".to_string(), |g| format!("{g:+} ppm"))
                     );
                 }
                 crate::ui::emit(&out)?;
@@ -346,4 +393,83 @@ impl fedids_intel::taxii::PublishHook for LedgerHook {
             }
         })
     }
+}
+
+/// Records the coordinator's rounds on the ledger.
+pub struct CoordinatorLedger(pub Client);
+
+impl fedids_round::coordinator::LedgerSink for CoordinatorLedger {
+    fn record<'a>(
+        &'a self,
+        entry: &'a Entry,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.0.write(entry).await {
+                Ok(_) => Ok(()),
+                // Recorded before a restart: the ledger already holds it.
+                Err(e) if format!("{e:#}").contains("replayed content") => Ok(()),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        })
+    }
+}
+
+/// Re-executes a recorded merge from a coordinator's state directory; `Ok` describes the match.
+fn replay_round(dir: &std::path::Path, a: &fedids_ledger::Aggregation) -> Result<String> {
+    use fedids_round::coordinator::{merge_models, scores_sha256};
+    let report = dir.join(format!("round-{}.json", a.round));
+    let text = std::fs::read_to_string(&report)
+        .with_context(|| format!("round {}: cannot read {}", a.round, report.display()))?;
+    let record: fedids_round::state::RoundRecord = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a round record", report.display()))?;
+    if scores_sha256(&record) != a.scores_sha256 {
+        bail!(
+            "round {}: the scores in {} are not the ones the ledger recorded",
+            a.round,
+            report.display()
+        );
+    }
+    let mut sites = Vec::new();
+    let mut models = Vec::new();
+    for (site, hash) in &a.inputs {
+        let path = dir.join("models").join(format!("{}.fedids", hex(hash)));
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("round {}: input of '{site}'", a.round))?;
+        let got: [u8; 32] = Sha256::digest(&bytes).into();
+        if got != *hash {
+            bail!(
+                "round {}: {} does not hash to the recorded input of '{site}'",
+                a.round,
+                path.display()
+            );
+        }
+        sites.push(site.clone());
+        models.push(bytes);
+    }
+    let first = models
+        .first()
+        .ok_or_else(|| anyhow!("round {}: the aggregation has no inputs", a.round))?;
+    let schema = fedids_forest::model::decode(first)?.schema().clone();
+    let strategy: fedids_federation::MergeStrategy = a
+        .strategy
+        .parse()
+        .map_err(|e| anyhow!("round {}: strategy '{}': {e}", a.round, a.strategy))?;
+    let global = merge_models(&record, &sites, &models, &schema, &strategy, a.seed)
+        .map_err(|e| anyhow!("round {}: replaying the merge failed: {e}", a.round))?;
+    let got: [u8; 32] = Sha256::digest(&global.model).into();
+    if got != a.output_sha256 {
+        bail!(
+            "round {}: the replayed merge gives {}, the ledger recorded {}",
+            a.round,
+            hex(&got),
+            hex(&a.output_sha256)
+        );
+    }
+    Ok(format!(
+        "round {}: replayed {} from {} recorded inputs: output {} matches the ledger",
+        a.round,
+        a.strategy,
+        sites.len(),
+        hex(&got)
+    ))
 }
