@@ -243,6 +243,30 @@ fn fail(what: &str, status: Status) -> String {
     msg
 }
 
+/// Fails when the coordinator refuses this site's certificate (see [`fedids_net::tls::probe`]).
+async fn check_tls(cfg: &SiteConfig) -> Result<(), String> {
+    let addr = cfg
+        .coordinator_url
+        .split_once("://")
+        .map_or(cfg.coordinator_url.as_str(), |(_, rest)| rest)
+        .trim_end_matches('/');
+    match fedids_net::tls::probe(
+        addr,
+        &cfg.coordinator_name,
+        &cfg.ca_pem,
+        &cfg.cert_pem,
+        &cfg.key_pem,
+    )
+    .await
+    {
+        Ok(fedids_net::tls::Probe::Refused(why)) => Err(format!(
+            "join refused: the TLS connection was refused ({why}); is the certificate issued by the federation CA and still valid?"
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn load(path: &Path, opts: &LoadOptions, schema: Option<&Schema>) -> Result<Dataset, String> {
     match schema {
         Some(s) => load_path_with_schema(path, s, opts),
@@ -288,14 +312,22 @@ pub async fn run_site(
     drop(own);
 
     progress.step("joining the federation");
+    check_tls(&cfg).await?;
     let joined = retry("join", cfg.timeout, || {
         let mut c = client.clone();
         let key = cfg.signing_key.clone();
         let proposal = proposal.clone();
         async move { c.join_with_schema(&key, proposal).await }
     })
-    .await
-    .map_err(|s| fail("join refused", s))?;
+    .await;
+    let joined = match joined {
+        Ok(j) => j,
+        Err(s) => {
+            // Say why when the coordinator refuses our certificate rather than being away.
+            check_tls(&cfg).await?;
+            return Err(fail("join refused", s));
+        }
+    };
     info!(site = %joined.site_id, current_round = joined.current_round, "joined");
 
     let mut detector = None;
