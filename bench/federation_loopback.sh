@@ -8,6 +8,9 @@
 # against the model bytes they had to carry. The reference is the payload itself, measured in
 # the same run: overhead = wire bytes / model bytes - 1 (target: under 5%).
 #
+# With FEDIDS_BENCH_LEDGER=1 the round is also recorded on a 3-node ledger cluster (Raft over
+# mutual TLS) before its global model is served; bench/ledger_round.sh compares both modes.
+#
 # Usage: bench/federation_loopback.sh [SITES] [TREES_PER_SITE] [STRATEGY]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -34,8 +37,31 @@ for i in $(seq 1 "$n_sites"); do
 done
 awk -v n="$n_sites" -v dir="$tmp" '{ f = dir "/site-" ((NR - 1) % n + 1) ".csv"; print > f }' "$data"
 
+ledger_args=()
+if [ "${FEDIDS_BENCH_LEDGER:-0}" = 1 ]; then
+    ports=()
+    for i in 1 2 3; do
+        ports+=("$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')")
+        "$fedids" pki issue "node-$i" --dir "$tmp/pki" >/dev/null
+    done
+    peers="1=https://127.0.0.1:${ports[0]},2=https://127.0.0.1:${ports[1]},3=https://127.0.0.1:${ports[2]}"
+    urls="https://127.0.0.1:${ports[0]},https://127.0.0.1:${ports[1]},https://127.0.0.1:${ports[2]}"
+    for i in 1 2 3; do
+        init=(); [ "$i" = 1 ] && init=(--init)
+        "$fedids" node --pki "$tmp/pki" --name "node-$i" --id "$i" --listen "127.0.0.1:${ports[$((i-1))]}" \
+            --peers "$peers" --state "$tmp/node-$i" "${init[@]}" 2> "$tmp/node-$i.log" &
+        pids+=("$!")
+    done
+    sleep 2
+    site_list=$(IFS=,; echo "${sites[*]}")
+    "$fedids" ledger genesis --pki "$tmp/pki" --name coordinator --node "$urls" \
+        --sites "$site_list" --nodes node-1,node-2,node-3 >/dev/null
+    ledger_args=(--ledger-node "$urls")
+fi
+
 t0=$(date +%s.%N)
 "$fedids" coordinator --pki "$tmp/pki" --state "$tmp/cstate" --listen 127.0.0.1:0 \
+    --sites "$(IFS=,; echo "${sites[*]}")" "${ledger_args[@]}" \
     --ready-file "$tmp/ready.json" --trees-per-site "$trees" --strategy "$strategy" --json \
     > "$tmp/coordinator.json" 2> "$tmp/coordinator.log" &
 coordinator=$!
@@ -66,7 +92,8 @@ print(f"{n} sites, strategy {r['strategy']}, {r['trees_per_site']} trees per sit
       f"{sum(s['n_train_rows'] for s in sites):,} training rows in all")
 print(f"whole run (processes started to all exited): {wall:.2f} s")
 print(f"round at the coordinator: upload phase {r['phase_ms']['upload']/1e3:.2f} s, "
-      f"scoring phase {r['phase_ms']['scoring']/1e3:.2f} s, merge {r['phase_ms']['merge']/1e3:.3f} s")
+      f"scoring phase {r['phase_ms']['scoring']/1e3:.2f} s, merge {r['phase_ms']['merge']/1e3:.3f} s "
+      f"(merge includes recording the round on the ledger when there is one)")
 print("per site (mean / max seconds):")
 for key, label in [("train", "training"), ("upload", "upload (transfer)"),
                    ("wait_candidates", "waiting for other uploads"), ("scoring", "scoring"),
