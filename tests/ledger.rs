@@ -146,6 +146,17 @@ impl Cluster {
         }
     }
 
+    /// The coordinator's genesis, registering `sites` and the three nodes.
+    fn genesis(&self, sites: &str) {
+        let nodes = "node-1,node-2,node-3";
+        self.ok(
+            "genesis",
+            "coordinator",
+            &self.urls(&[1, 2, 3]),
+            &["--federation", "plants", "--sites", sites, "--nodes", nodes],
+        );
+    }
+
     fn publish(&self, name: &str, bundle: &str) -> String {
         let path = self.dir.write(
             &format!("{bundle}.json"),
@@ -163,20 +174,7 @@ impl Cluster {
 #[test]
 fn the_ledger_survives_its_leader_and_every_node_holds_the_same_heads() {
     let mut c = Cluster::start();
-    let all = c.urls(&[1, 2, 3]);
-    c.ok(
-        "genesis",
-        "coordinator",
-        &all,
-        &[
-            "--federation",
-            "plants",
-            "--sites",
-            "site-a,site-b",
-            "--nodes",
-            "node-1,node-2,node-3",
-        ],
-    );
+    c.genesis("site-a,site-b");
     c.publish("site-a", "first");
     c.publish("site-b", "second");
     let heads = c.heads(&[1, 2, 3], 8);
@@ -235,12 +233,7 @@ fn the_ledger_survives_its_leader_and_every_node_holds_the_same_heads() {
 fn bad_entries_are_refused_with_their_reason() {
     let c = Cluster::start();
     let all = c.urls(&[1, 2, 3]);
-    c.ok(
-        "genesis",
-        "coordinator",
-        &all,
-        &["--sites", "site-a", "--nodes", "node-1,node-2,node-3"],
-    );
+    c.genesis("site-a");
     c.publish("site-a", "bundle");
     let bundle = c.dir.path("bundle.json");
     // The same publication again: a replay.
@@ -300,12 +293,7 @@ fn taxii_post(addr: &str, objects: &Value) -> (String, String) {
 fn taxii_publications_are_recorded_on_the_ledger() {
     let c = Cluster::start();
     let all = c.urls(&[1, 2, 3]);
-    c.ok(
-        "genesis",
-        "coordinator",
-        &all,
-        &["--sites", "site-a", "--nodes", "node-1,node-2,node-3"],
-    );
+    c.genesis("site-a");
     let mut taxii = Proc::start(
         &c.dir,
         "taxii",
@@ -376,17 +364,7 @@ fn taxii_publications_are_recorded_on_the_ledger() {
 fn a_federation_round_is_recorded_and_an_auditor_can_replay_it() {
     let c = Cluster::start();
     let all = c.urls(&[1, 2, 3]);
-    c.ok(
-        "genesis",
-        "coordinator",
-        &all,
-        &[
-            "--sites",
-            "site-a,site-b",
-            "--nodes",
-            "node-1,node-2,node-3",
-        ],
-    );
+    c.genesis("site-a,site-b");
     // Two sites with 2,000 NSL-KDD flows each.
     let text =
         std::fs::read_to_string(util::datasets().join("nsl-kdd/KDDTrain+_20Percent.txt")).unwrap();
@@ -423,43 +401,11 @@ fn a_federation_round_is_recorded_and_an_auditor_can_replay_it() {
             "--json",
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "coordinator not ready: {}",
-            coordinator.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let ready: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    let ready = util::wait_ready(&mut coordinator, &ready);
     let url = format!("https://{}", ready["grpc"].as_str().unwrap());
     let mut sites: Vec<Proc> = ["site-a", "site-b"]
         .iter()
-        .map(|site| {
-            let data = format!("{site}.csv");
-            let state = format!("{site}-state");
-            Proc::start(
-                &c.dir,
-                site,
-                &[
-                    "site",
-                    "--pki",
-                    "pki",
-                    "--name",
-                    site,
-                    "--coordinator",
-                    &url,
-                    "--data",
-                    &data,
-                    "--state",
-                    &state,
-                    "--timeout",
-                    "60s",
-                    "--json",
-                ],
-            )
-        })
+        .map(|site| util::start_site(&c.dir, "pki", site, &url, &[]))
         .collect();
     for p in &mut sites {
         p.json();

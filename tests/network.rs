@@ -8,7 +8,7 @@ mod util;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use util::{datasets, free_port, s, Dir, Proc, LIMIT};
@@ -77,17 +77,8 @@ impl Fed {
         }
         args.extend_from_slice(extra);
         let mut proc = Proc::start(&self.dir, name, &args);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                return (proc, serde_json::from_str(&text).unwrap());
-            }
-            if let Some(status) = proc.child.try_wait().unwrap() {
-                panic!("coordinator exited ({status}):\n{}", proc.stderr());
-            }
-            assert!(Instant::now() < deadline, "coordinator not ready");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let ready = util::wait_ready(&mut proc, &ready);
+        (proc, ready)
     }
 
     fn site(&self, site: &str, addr: &str, extra: &[&str]) -> Proc {
@@ -95,28 +86,7 @@ impl Fed {
     }
 
     fn site_with_pki(&self, site: &str, addr: &str, pki: &str, extra: &[&str]) -> Proc {
-        let url = format!("https://{addr}");
-        let data = format!("{site}.csv");
-        let state = format!("{site}-state");
-        let mut args = vec![
-            "site",
-            "--pki",
-            pki,
-            "--name",
-            site,
-            "--coordinator",
-            &url,
-            "--data",
-            &data,
-            "--state",
-            &state,
-            "--json",
-        ];
-        if !extra.contains(&"--timeout") {
-            args.extend(["--timeout", "60s"]);
-        }
-        args.extend_from_slice(extra);
-        Proc::start(&self.dir, site, &args)
+        util::start_site(&self.dir, pki, site, &format!("https://{addr}"), extra)
     }
 
     fn path(&self, name: &str) -> PathBuf {

@@ -263,3 +263,44 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Starts `fedids site` for `site` with the PKI directory `pki`, its flows in `SITE.csv` and its
+/// state in `SITE-state`, against the coordinator at `url`; `--timeout 60s` unless `extra` sets it.
+pub fn start_site(dir: &Dir, pki: &str, site: &str, url: &str, extra: &[&str]) -> Proc {
+    let data = format!("{site}.csv");
+    let state = format!("{site}-state");
+    let mut args = vec![
+        "site",
+        "--pki",
+        pki,
+        "--name",
+        site,
+        "--coordinator",
+        url,
+        "--data",
+        &data,
+        "--state",
+        &state,
+        "--json",
+    ];
+    if !extra.contains(&"--timeout") {
+        args.extend(["--timeout", "60s"]);
+    }
+    args.extend_from_slice(extra);
+    Proc::start(dir, site, &args)
+}
+
+/// Waits (at most 30 s) until `proc` writes its ready file, and returns it parsed.
+pub fn wait_ready(proc: &mut Proc, ready: &Path) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            return serde_json::from_str(&text).unwrap();
+        }
+        if let Some(status) = proc.child.try_wait().unwrap() {
+            panic!("{} exited ({status}):\n{}", proc.name, proc.stderr());
+        }
+        assert!(Instant::now() < deadline, "{} not ready", proc.name);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

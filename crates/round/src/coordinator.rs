@@ -349,24 +349,15 @@ impl Coordinator {
         let now = now_ms();
         let mut expected: Vec<String> = self.cfg.site_keys.keys().cloned().collect();
         expected.sort();
-        let record = RoundRecord {
+        let opening = crate::state::Opening {
             id,
             nonce,
             strategy: self.cfg.strategy.to_string(),
             trees_per_site: self.cfg.trees_per_site,
             validation_fraction: self.cfg.validation_fraction,
-            phase: Phase::Uploading,
-            opened_ms: now,
-            deadline_ms: now + ms(self.cfg.upload_timeout),
             expected,
-            uploads: BTreeMap::new(),
-            survivors: Vec::new(),
-            scores: BTreeMap::new(),
-            missing: BTreeMap::new(),
-            global: None,
-            phase_ms: BTreeMap::new(),
-            bytes_received: 0,
         };
+        let record = RoundRecord::open(opening, now, now + ms(self.cfg.upload_timeout));
         self.persist(&record, new_schema.as_deref())?;
         info!(round = id, strategy = %record.strategy, "round opened");
         self.metrics.current_round.set(id as i64);

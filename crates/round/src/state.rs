@@ -188,7 +188,46 @@ impl Scoring {
     }
 }
 
+/// What opens a round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opening {
+    /// Round id.
+    pub id: u64,
+    /// The round's nonce.
+    pub nonce: Vec<u8>,
+    /// Merge strategy, command-line spelling.
+    pub strategy: String,
+    /// Trees each site grows.
+    pub trees_per_site: u32,
+    /// Share of each site's rows kept for validation.
+    pub validation_fraction: f64,
+    /// The sites expected.
+    pub expected: Vec<String>,
+}
+
 impl RoundRecord {
+    /// A round opened at `now_ms`, taking uploads until `deadline_ms`.
+    pub fn open(o: Opening, now_ms: u64, deadline_ms: u64) -> RoundRecord {
+        RoundRecord {
+            id: o.id,
+            nonce: o.nonce,
+            strategy: o.strategy,
+            trees_per_site: o.trees_per_site,
+            validation_fraction: o.validation_fraction,
+            phase: Phase::Uploading,
+            opened_ms: now_ms,
+            deadline_ms,
+            expected: o.expected,
+            uploads: BTreeMap::new(),
+            survivors: Vec::new(),
+            scores: BTreeMap::new(),
+            missing: BTreeMap::new(),
+            global: None,
+            phase_ms: BTreeMap::new(),
+            bytes_received: 0,
+        }
+    }
+
     fn names(sites: impl IntoIterator<Item = impl AsRef<str>>) -> String {
         let v: Vec<String> = sites.into_iter().map(|s| s.as_ref().to_string()).collect();
         if v.is_empty() {
@@ -321,24 +360,15 @@ mod tests {
     use super::*;
 
     fn record(expected: &[&str]) -> RoundRecord {
-        RoundRecord {
+        let opening = Opening {
             id: 1,
             nonce: vec![0; 32],
             strategy: "top-global:10".into(),
             trees_per_site: 5,
             validation_fraction: 0.2,
-            phase: Phase::Uploading,
-            opened_ms: 1_000,
-            deadline_ms: 2_000,
             expected: expected.iter().map(|s| s.to_string()).collect(),
-            uploads: BTreeMap::new(),
-            survivors: Vec::new(),
-            scores: BTreeMap::new(),
-            missing: BTreeMap::new(),
-            global: None,
-            phase_ms: BTreeMap::new(),
-            bytes_received: 0,
-        }
+        };
+        RoundRecord::open(opening, 1_000, 2_000)
     }
 
     fn upload(r: &mut RoundRecord, site: &str, n_trees: u32) {

@@ -33,6 +33,14 @@ fn db_err(e: impl Into<redb::Error>) -> String {
     e.into().to_string()
 }
 
+fn insert_round(tx: &redb::WriteTransaction, id: u64, record: &[u8]) -> Result<(), String> {
+    tx.open_table(ROUNDS)
+        .map_err(db_err)?
+        .insert(id, record)
+        .map_err(db_err)?;
+    Ok(())
+}
+
 /// The coordinator's database.
 pub struct Store {
     db: Database,
@@ -115,11 +123,7 @@ impl Store {
                     .insert(SCHEMA, schema)
                     .map_err(db_err)?;
             }
-            tx.open_table(ROUNDS)
-                .map_err(db_err)?
-                .insert(round.id, record.as_slice())
-                .map_err(db_err)?;
-            Ok(())
+            insert_round(tx, round.id, &record)
         })
     }
 
@@ -137,11 +141,7 @@ impl Store {
                 .map_err(db_err)?
                 .insert((round.id, site.unwrap_or(GLOBAL)), model)
                 .map_err(db_err)?;
-            tx.open_table(ROUNDS)
-                .map_err(db_err)?
-                .insert(round.id, record.as_slice())
-                .map_err(db_err)?;
-            Ok(())
+            insert_round(tx, round.id, &record)
         })
     }
 
