@@ -334,7 +334,7 @@ pub async fn run_site(
     let mut reports = Vec::new();
     let mut after = 0;
     for _ in 0..cfg.rounds {
-        let report = run_round(&cfg, &client, &mut detector, after, progress.as_ref()).await?;
+        let report = run_round(&cfg, &client, &mut detector, after, &progress).await?;
         after = report.round;
         reports.push(report);
     }
@@ -351,7 +351,7 @@ async fn run_round(
     client: &SiteClient,
     detector: &mut Option<Detector>,
     after: u64,
-    progress: &dyn Progress,
+    progress: &Arc<dyn Progress>,
 ) -> Result<SiteRoundReport, String> {
     let mut ms = std::collections::BTreeMap::new();
     let t = Instant::now();
@@ -397,18 +397,18 @@ async fn run_round(
     progress.training(params.n_trees as u64);
     let x_train = ds.x.select_rows(&split.train);
     let y_train: Vec<u32> = split.train.iter().map(|&i| ds.y[i]).collect();
+    // Training is CPU-bound: it runs on the blocking pool, whatever the runtime's flavour.
     let (forest, x_train) = {
-        let schema = schema.clone();
-        let params = params.clone();
-        let progress_ptr: &dyn Progress = progress;
-        // Training is CPU-bound: run it on this thread's blocking section.
-        let forest = tokio::task::block_in_place(|| {
-            Forest::fit(&x_train, &y_train, schema, &params, &|| {
-                progress_ptr.tree_done()
-            })
+        let (schema, params, progress) = (schema.clone(), params.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || {
+            let forest = Forest::fit(&x_train, &y_train, schema, &params, &|| {
+                progress.tree_done()
+            });
+            forest.map(|f| (f, x_train))
         })
-        .map_err(|e| e.to_string())?;
-        (forest, x_train)
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?
     };
     ms.insert("train".to_string(), ms_since(t));
     let support = category_support(&schema, &x_train).map_err(|e| e.to_string())?;
