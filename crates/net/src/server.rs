@@ -511,12 +511,12 @@ impl WireBytes {
 }
 
 /// A TCP stream that counts the bytes through it.
-struct Counted {
+pub struct CountedTcp {
     inner: tokio::net::TcpStream,
     wire: Arc<WireBytes>,
 }
 
-impl tokio::io::AsyncRead for Counted {
+impl tokio::io::AsyncRead for CountedTcp {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -532,7 +532,7 @@ impl tokio::io::AsyncRead for Counted {
     }
 }
 
-impl tokio::io::AsyncWrite for Counted {
+impl tokio::io::AsyncWrite for CountedTcp {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -562,7 +562,7 @@ impl tokio::io::AsyncWrite for Counted {
     }
 }
 
-impl tonic::transport::server::Connected for Counted {
+impl tonic::transport::server::Connected for CountedTcp {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
@@ -592,44 +592,87 @@ pub async fn serve_counted(
     wire: Arc<WireBytes>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let (tx, rx) = mpsc::channel(16);
-    let accept_loop = tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            let tcp = Counted {
-                inner: tcp,
-                wire: wire.clone(),
-            };
-            tokio::spawn(async move {
-                if let Some(stream) = handshake(&acceptor, tcp, peer).await {
-                    // The server has stopped when the receiver is gone; nothing to do then.
-                    let _ = tx.send(Ok::<_, std::io::Error>(stream)).await;
-                }
-            });
-        }
-    });
-    let result = tonic::transport::Server::builder()
-        .serve_with_incoming_shutdown(service.into_server(), ReceiverStream::new(rx), shutdown)
-        .await;
-    accept_loop.abort();
-    result
+    let incoming = TlsIncoming::start(listener, tls, wire);
+    tonic::transport::Server::builder()
+        .serve_with_incoming_shutdown(service.into_server(), incoming.into_stream(), shutdown)
+        .await
+}
+
+/// A TLS stream over a counted TCP connection, as [`TlsIncoming`] yields them.
+pub type TlsConnection = tokio_rustls::server::TlsStream<CountedTcp>;
+
+/// Mutual-TLS connections accepted on a listener, for any tonic server: each TCP connection's
+/// handshake runs in its own task (bounded by a timeout, so a slow or hostile peer stalls no
+/// one), refusals are logged with the peer and rustls' reason, and the bytes are counted in a
+/// [`WireBytes`]. The accept loop stops, freeing the port, when the stream is dropped.
+pub struct TlsIncoming {
+    rx: mpsc::Receiver<Result<TlsConnection, std::io::Error>>,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl TlsIncoming {
+    /// Starts accepting on `listener`.
+    pub fn start(
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        wire: Arc<WireBytes>,
+    ) -> TlsIncoming {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let (tx, rx) = mpsc::channel(16);
+        let accept_loop = tokio::spawn(async move {
+            loop {
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                let tcp = CountedTcp {
+                    inner: tcp,
+                    wire: wire.clone(),
+                };
+                tokio::spawn(async move {
+                    if let Some(stream) = handshake(&acceptor, tcp, peer).await {
+                        // The server has stopped when the receiver is gone; nothing to do then.
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                });
+            }
+        });
+        TlsIncoming { rx, accept_loop }
+    }
+
+    /// The connections, for `serve_with_incoming*`.
+    pub fn into_stream(
+        self,
+    ) -> impl Stream<Item = Result<TlsConnection, std::io::Error>> + Send + 'static {
+        let TlsIncoming { rx, accept_loop } = self;
+        let guard = AbortOnDrop(accept_loop);
+        ReceiverStream::new(rx).map(move |c| {
+            let _keep = &guard;
+            c
+        })
+    }
+}
+
+/// Aborts the accept loop however the server ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn handshake(
     acceptor: &tokio_rustls::TlsAcceptor,
-    tcp: Counted,
+    tcp: CountedTcp,
     peer: SocketAddr,
-) -> Option<tokio_rustls::server::TlsStream<Counted>> {
+) -> Option<TlsConnection> {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
             let site = stream

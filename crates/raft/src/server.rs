@@ -7,12 +7,10 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
 use redb::Database;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
-use tracing::{debug, warn};
 
 use crate::client::{LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 use crate::proto::raft_service_server::{RaftService, RaftServiceServer};
@@ -20,9 +18,6 @@ use crate::proto::{
     Member, RaftBytes, ReadReply, ReadRequest, StatusReply, StatusRequest, WriteReply, WriteRequest,
 };
 use crate::{store, TypeConfig, MAX_MESSAGE_BYTES};
-
-/// Time a peer gets to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Default and largest page of `Read`.
 const READ_PAGE: usize = 1024;
@@ -194,65 +189,13 @@ pub(crate) async fn serve(
     service: Service,
     shutdown: oneshot::Receiver<()>,
 ) -> Result<(), tonic::transport::Error> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let (tx, rx) = mpsc::channel(16);
-    let accept_loop = AbortOnDrop(tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                if let Some(stream) = handshake(&acceptor, tcp, peer).await {
-                    let _ = tx.send(Ok::<_, std::io::Error>(stream)).await;
-                }
-            });
-        }
-    }));
+    let incoming = fedids_net::server::TlsIncoming::start(listener, tls, Arc::default());
     let server = RaftServiceServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let result = tonic::transport::Server::builder()
-        .serve_with_incoming_shutdown(server, ReceiverStream::new(rx), async {
+    tonic::transport::Server::builder()
+        .serve_with_incoming_shutdown(server, incoming.into_stream(), async {
             let _ = shutdown.await;
         })
-        .await;
-    drop(accept_loop);
-    result
-}
-
-/// Stops the accept loop (and so frees the port) however `serve` ends, even when aborted.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn handshake(
-    acceptor: &tokio_rustls::TlsAcceptor,
-    tcp: TcpStream,
-    peer: SocketAddr,
-) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => {
-            debug!(%peer, "raft tls handshake accepted");
-            Some(stream)
-        }
-        Ok(Err(e)) => {
-            warn!(%peer, reason = %e, "raft tls handshake refused");
-            None
-        }
-        Err(_) => {
-            warn!(%peer, "raft tls handshake refused: timed out");
-            None
-        }
-    }
+        .await
 }
