@@ -468,3 +468,42 @@ fn a_federation_round_is_recorded_and_an_auditor_can_replay_it() {
         "{err}"
     );
 }
+
+#[test]
+fn one_byte_changed_in_a_nodes_stored_ledger_is_named() {
+    let mut c = Cluster::start();
+    c.genesis("site-a");
+    let marker = "marker-channel-7f3a";
+    let bundle = c.dir.write("b.json", b"{\"objects\":[]}");
+    c.ok(
+        "publish",
+        "site-a",
+        &c.urls(&[1, 2, 3]),
+        &["--bundle", s(&bundle), "--channel", marker],
+    );
+    c.heads(&[1, 2, 3], 6);
+    // A stopped node's store verifies as it is.
+    c.nodes[2].as_mut().unwrap().kill();
+    let state = c.dir.path("state-3");
+    let v = c
+        .dir
+        .json(&["ledger", "verify", "--state", s(&state), "--json"]);
+    assert_eq!(v["records"], 6);
+    // Change one byte of the publication inside the node's database file.
+    let db = state.join("raft.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let needle = marker.as_bytes();
+    let hits: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| &bytes[i..i + needle.len()] == needle)
+        .collect();
+    assert!(!hits.is_empty(), "the entry is stored verbatim");
+    for i in hits {
+        bytes[i] ^= 0x01;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let err = c.dir.fails(&["ledger", "verify", "--state", s(&state)]);
+    assert!(
+        err.contains("stored entry 5: bad signature by 'site-a'"),
+        "{err}"
+    );
+}

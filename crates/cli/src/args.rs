@@ -762,8 +762,16 @@ pub enum LedgerCommand {
     /// print its tree head and each site's contributions.
     Verify {
         /// The export file.
-        #[arg(long, value_name = "FILE")]
-        file: PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "state",
+            conflicts_with = "state"
+        )]
+        file: Option<PathBuf>,
+        /// A stopped node's state directory: check the entries it stored on disk.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
         /// Check that this global model file is exactly the recorded output of an aggregation.
         #[arg(long, value_name = "FILE")]
         model: Option<PathBuf>,

@@ -59,6 +59,12 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
+/// The applied entries a stopped node stored in `dir` (its `raft.redb`), in order: what an
+/// auditor checks when a node's disk is in question.
+pub fn stored_entries(dir: &std::path::Path) -> Result<Vec<Vec<u8>>, Error> {
+    Ok(store::stored_entries(dir)?)
+}
+
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -135,6 +135,13 @@ pub(crate) fn applied_entries(
     Ok(out)
 }
 
+/// The applied entries stored in `dir/raft.redb`, read offline (the node must be stopped: a
+/// running node holds the file).
+pub(crate) fn stored_entries(dir: &Path) -> Result<Vec<Vec<u8>>, DbError> {
+    let db = Database::open(dir.join("raft.redb"))?;
+    applied_entries(&db, 0, usize::MAX)
+}
+
 /// Number of applied application entries.
 pub(crate) fn applied_count(db: &Database) -> Result<u64, DbError> {
     let r = db.begin_read()?;

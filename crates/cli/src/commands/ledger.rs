@@ -193,15 +193,24 @@ pub fn run(command: LedgerCommand) -> Result<()> {
         }
         LedgerCommand::Verify {
             file,
+            state,
             model,
             replay,
             json,
         } => {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let records = export::decode(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-            let ledger =
-                Ledger::from_encoded(&records).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let (ledger, file) = match (&file, &state) {
+                (Some(file), _) => {
+                    let bytes = std::fs::read(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let records =
+                        export::decode(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+                    let ledger = Ledger::from_encoded(&records)
+                        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+                    (ledger, file.clone())
+                }
+                (None, Some(dir)) => (verify_stored(dir)?, dir.clone()),
+                (None, None) => bail!("give --file or --state"),
+            };
             let contrib = contributions(&ledger);
             let root = hex(&ledger.merkle().root());
             let mut checks = Vec::new();
@@ -472,4 +481,22 @@ fn replay_round(dir: &std::path::Path, a: &fedids_ledger::Aggregation) -> Result
         sites.len(),
         hex(&got)
     ))
+}
+
+/// Checks the entries a stopped node stored: every one must pass the ledger's rules in order.
+fn verify_stored(dir: &std::path::Path) -> Result<Ledger> {
+    let entries = fedids_raft::stored_entries(dir).with_context(|| {
+        format!(
+            "cannot read the ledger stored in {} (is the node stopped?)",
+            dir.display()
+        )
+    })?;
+    let view = LedgerView::rebuild(&entries);
+    if let Some((position, why)) = view.refused().first() {
+        bail!(
+            "{}: stored entry {position}: {why} (damaged on disk, or refused by the ledger's rules when it was applied)",
+            dir.display()
+        );
+    }
+    Ok(view.ledger().clone())
 }
