@@ -211,6 +211,30 @@ pub fn candidate_chunks(c: &Candidates) -> Vec<CandidateChunk> {
         .collect()
 }
 
+/// Checks one chunk of a stream from the coordinator: protocol version, round, and order
+/// (`next` is the expected index, advanced on success). `what` names the stream in errors.
+fn check_chunk(
+    what: &str,
+    version: u32,
+    round_id: u64,
+    chunk_idx: u32,
+    expected_round: u64,
+    next: &mut u32,
+) -> Result<(), Status> {
+    if version != PROTOCOL_VERSION || round_id != expected_round {
+        return Err(Status::invalid_argument(format!(
+            "{what} chunk for protocol {version} round {round_id}, expected protocol {PROTOCOL_VERSION} round {expected_round}"
+        )));
+    }
+    if chunk_idx != *next {
+        return Err(Status::invalid_argument(format!(
+            "{what} chunk {chunk_idx} out of order: expected {next}"
+        )));
+    }
+    *next = next.saturating_add(1);
+    Ok(())
+}
+
 fn grow(buf: &mut Vec<u8>, data: &[u8], max_bytes: u64) -> Result<(), Status> {
     let total = buf.len() as u64 + data.len() as u64;
     if total > max_bytes {
@@ -235,19 +259,14 @@ async fn receive_candidates(
     let mut next = 0u32;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
-        if chunk.protocol_version != PROTOCOL_VERSION || chunk.round_id != round_id {
-            return Err(Status::invalid_argument(format!(
-                "candidate chunk for protocol {} round {}, expected protocol {PROTOCOL_VERSION} round {round_id}",
-                chunk.protocol_version, chunk.round_id
-            )));
-        }
-        if chunk.chunk_idx != next {
-            return Err(Status::invalid_argument(format!(
-                "candidate chunk {} out of order: expected {next}",
-                chunk.chunk_idx
-            )));
-        }
-        next = next.saturating_add(1);
+        check_chunk(
+            "candidate",
+            chunk.protocol_version,
+            chunk.round_id,
+            chunk.chunk_idx,
+            round_id,
+            &mut next,
+        )?;
         out.candidates.extend(chunk.candidates);
         grow(&mut out.model, &chunk.data, max_bytes)?;
         if chunk.last {
@@ -277,19 +296,14 @@ async fn receive_global(
     let mut next = 0u32;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
-        if chunk.protocol_version != PROTOCOL_VERSION || chunk.round_id != round.round_id {
-            return Err(Status::invalid_argument(format!(
-                "global model chunk for protocol {} round {}, expected protocol {PROTOCOL_VERSION} round {}",
-                chunk.protocol_version, chunk.round_id, round.round_id
-            )));
-        }
-        if chunk.chunk_idx != next {
-            return Err(Status::invalid_argument(format!(
-                "global model chunk {} out of order: expected {next}",
-                chunk.chunk_idx
-            )));
-        }
-        next = next.saturating_add(1);
+        check_chunk(
+            "global model",
+            chunk.protocol_version,
+            chunk.round_id,
+            chunk.chunk_idx,
+            round.round_id,
+            &mut next,
+        )?;
         grow(&mut model, &chunk.data, max_bytes)?;
         if let Some(trailer) = chunk.trailer {
             if stream.next().await.is_some() {

@@ -75,6 +75,17 @@ impl Client {
         bail!("no ledger node accepted the write; last error: {last_error}")
     }
 
+    /// Writes an entry and counts content the ledger already holds (a replay: the same entry
+    /// recorded before a restart, or the same bundle posted again) as recorded. Returns the
+    /// log position of a new entry.
+    pub async fn record(&self, entry: &Entry) -> Result<Option<u64>, String> {
+        match self.write(entry).await {
+            Ok(position) => Ok(Some(position)),
+            Err(e) if format!("{e:#}").contains("replayed content") => Ok(None),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
+
     /// Every applied entry of the node at `url`.
     async fn read_all(&self, url: &str) -> Result<Vec<Vec<u8>>> {
         let client = RaftClient::connect(url, None, &self.tls)?;
@@ -391,15 +402,10 @@ impl fedids_intel::taxii::PublishHook for LedgerHook {
                     },
                 )
                 .map_err(|e| format!("{e:#}"))?;
-            match self.0.write(&entry).await {
-                Ok(position) => {
-                    tracing::info!(position, sha256 = %hex(&p.sha256), "publication recorded on the ledger");
-                    Ok(())
-                }
-                // The same objects posted again: the ledger already holds this publication.
-                Err(e) if format!("{e:#}").contains("replayed content") => Ok(()),
-                Err(e) => Err(format!("{e:#}")),
+            if let Some(position) = self.0.record(&entry).await? {
+                tracing::info!(position, sha256 = %hex(&p.sha256), "publication recorded on the ledger");
             }
+            Ok(())
         })
     }
 }
@@ -412,14 +418,7 @@ impl fedids_round::coordinator::LedgerSink for CoordinatorLedger {
         &'a self,
         entry: &'a Entry,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
-        Box::pin(async move {
-            match self.0.write(entry).await {
-                Ok(_) => Ok(()),
-                // Recorded before a restart: the ledger already holds it.
-                Err(e) if format!("{e:#}").contains("replayed content") => Ok(()),
-                Err(e) => Err(format!("{e:#}")),
-            }
-        })
+        Box::pin(async move { self.0.record(entry).await.map(|_| ()) })
     }
 }
 
