@@ -140,7 +140,8 @@ async fn scenario() {
         validation_fraction: 0.2,
         rounds: 1,
         join_timeout: Duration::from_secs(30),
-        upload_timeout: Duration::from_millis(1500),
+        // Every refused upload below must land before this deadline, even on a loaded machine.
+        upload_timeout: Duration::from_secs(5),
         scoring_timeout: Duration::from_secs(30),
         fetch_grace: Duration::from_secs(30),
         seed: 0,
