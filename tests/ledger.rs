@@ -507,3 +507,87 @@ fn one_byte_changed_in_a_nodes_stored_ledger_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_node_presenting_a_forked_history_is_named_by_its_peers() {
+    let mut c = Cluster::start();
+    c.genesis("site-a");
+    let marker = "marker-channel-5c1e";
+    let first = c.dir.write("first.json", b"{\"objects\":[1]}");
+    let second = c.dir.write("second.json", b"{\"objects\":[2]}");
+    let all = c.urls(&[1, 2, 3]);
+    c.ok(
+        "publish",
+        "site-a",
+        &all,
+        &["--bundle", s(&first), "--channel", marker],
+    );
+    c.ok("publish", "site-a", &all, &["--bundle", s(&second)]);
+    c.heads(&[1, 2, 3], 7);
+
+    // Stop node 3 and change one byte of the first publication in its store: on restart its
+    // ledger skips that entry, so the second publication sits at position 5 on node 3 alone.
+    c.nodes[2].as_mut().unwrap().kill();
+    // Opening the killed node's store once repairs it and closes it cleanly, so the node's
+    // restart below reopens it without a checksum pass that would refuse the edited page.
+    let state = c.dir.path("state-3");
+    let v = c
+        .dir
+        .json(&["ledger", "verify", "--state", s(&state), "--json"]);
+    assert_eq!(v["records"], 7);
+    let db = state.join("raft.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let needle = marker.as_bytes();
+    let hits: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| &bytes[i..i + needle.len()] == needle)
+        .collect();
+    assert!(!hits.is_empty(), "the entry is stored verbatim");
+    for i in hits {
+        bytes[i] ^= 0x01;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    c.start_node(3, false);
+
+    // Node 3 signs a 6-entry head whose root is not the others' root at 6: they name it.
+    let needle = "presents a forked history";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (who, line) = loop {
+        let found = [1, 2].into_iter().find_map(|i| {
+            let log = c.nodes[i - 1].as_ref().unwrap().stderr();
+            log.lines()
+                .find(|l| l.contains(needle))
+                .map(|l| (i, l.to_string()))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node logged '{needle}' in time:\nnode 1:\n{}\nnode 2:\n{}\nnode 3:\n{}",
+            c.nodes[0].as_ref().unwrap().stderr(),
+            c.nodes[1].as_ref().unwrap().stderr(),
+            c.nodes[2].as_ref().unwrap().stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("'node-3'"), "{line}");
+    assert!(line.contains(&c.url(3)), "{line}");
+    assert!(line.contains("at size 6"), "{line}");
+
+    // Logged once per peer and head, however often the peers are polled; and only about node 3:
+    // node 3 itself sees longer heads it cannot judge yet (its own lag), not forks.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = c.nodes[who - 1].as_ref().unwrap().stderr();
+    assert_eq!(log.matches(needle).count(), 1, "{log}");
+    for i in 1..=3 {
+        let log = c.nodes[i - 1].as_ref().unwrap().stderr();
+        assert!(
+            log.lines()
+                .filter(|l| l.contains(needle))
+                .all(|l| l.contains("'node-3'")),
+            "node {i}:\n{log}"
+        );
+        assert!(!log.contains("refused the tree head"), "node {i}:\n{log}");
+    }
+}

@@ -567,6 +567,28 @@ pub struct CoordinatorArgs {
     /// Directory of the round database (coordinator.redb) and the round reports.
     #[arg(long, value_name = "DIR", default_value = "coordinator-state")]
     pub state: PathBuf,
+    #[command(flatten)]
+    pub fed: FederationArgs,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Write the bound gRPC (and metrics) address to FILE once serving, as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+    /// Record every round (the sites' signed contributions and the aggregation, signed by the
+    /// coordinator) on the ledger at these node URLs, comma-separated, before serving the
+    /// global model. The coordinator must be an authority of the ledger's genesis.
+    #[arg(long, value_delimiter = ',')]
+    pub ledger_node: Vec<String>,
+    /// Print the round records as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How rounds run: the coordinator's settings, shared by `fedids coordinator` and the
+/// coordinator role of `fedids node`.
+#[derive(Debug, Args, Clone)]
+pub struct FederationArgs {
     /// Sites taking part, comma-separated (default: every site issued in the PKI directory).
     #[arg(long, value_delimiter = ',')]
     pub sites: Vec<String>,
@@ -604,20 +626,6 @@ pub struct CoordinatorArgs {
     /// Seed of the merge (weighted:K sampling).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<std::net::SocketAddr>,
-    /// Write the bound gRPC (and metrics) address to FILE once serving, as JSON.
-    #[arg(long, value_name = "FILE")]
-    pub ready_file: Option<PathBuf>,
-    /// Record every round (the sites' signed contributions and the aggregation, signed by the
-    /// coordinator) on the ledger at these node URLs, comma-separated, before serving the
-    /// global model. The coordinator must be an authority of the ledger's genesis.
-    #[arg(long, value_delimiter = ',')]
-    pub ledger_node: Vec<String>,
-    /// Print the round records as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -637,12 +645,14 @@ pub struct SiteArgs {
     /// This site's name (its certificate name).
     #[arg(long)]
     pub name: String,
-    /// The coordinator's URL.
-    #[arg(long, default_value = "https://127.0.0.1:7443")]
-    pub coordinator: String,
-    /// The coordinator's certificate name.
-    #[arg(long, default_value = "coordinator")]
-    pub coordinator_name: String,
+    /// The coordinator's URL; or, comma-separated, the URLs of the ledger nodes that may hold
+    /// the coordinator role (`fedids node --federation-listen`), tried in turn.
+    #[arg(long, value_delimiter = ',', default_value = "https://127.0.0.1:7443")]
+    pub coordinator: Vec<String>,
+    /// The coordinator's certificate name; with several URLs, one name per URL in the same
+    /// order (comma-separated). Global models signed by any of them are accepted.
+    #[arg(long, value_delimiter = ',', default_value = "coordinator")]
+    pub coordinator_name: Vec<String>,
     /// This site's labelled flows (they never leave the site).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
@@ -704,6 +714,14 @@ pub struct NodeArgs {
     /// Raft heartbeat interval in milliseconds (elections time out after 4 to 8 heartbeats).
     #[arg(long, default_value_t = 150)]
     pub heartbeat_ms: u64,
+    /// Take the federation coordinator's role while this node leads the cluster: serve the
+    /// federation protocol on this address (port 0 picks one) and keep round state in the
+    /// replicated log, so that a new leader completes a round its predecessor started. Every
+    /// coordinating node must be an authority of the ledger (`ledger genesis --authorities`).
+    #[arg(long, value_name = "ADDR")]
+    pub federation_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub fed: FederationArgs,
 }
 
 /// How a ledger client reaches the cluster and who it is.
@@ -735,6 +753,11 @@ pub enum LedgerCommand {
         /// Node identities to register, comma-separated.
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
+        /// Further authorities to register, comma-separated: identities that may record
+        /// aggregations, such as ledger nodes that take the coordinator's role
+        /// (`fedids node --federation-listen`).
+        #[arg(long, value_delimiter = ',')]
+        authorities: Vec<String>,
     },
     /// Record a threat-intelligence publication: the hash of a bundle, signed by this identity.
     Publish {

@@ -28,6 +28,11 @@ pub mod merkle;
 pub use entry::{Accepted, Aggregation, Body, Contribution, Entry, Record, Role, UnsignedEntry};
 pub use ledger::{Ledger, LedgerError, Refusal};
 
+/// Prefix of the replicated log's entries that carry federation round state (written by the
+/// coordinator on the Raft leader) rather than ledger entries. Ledger readers skip them; they
+/// are not part of the hash chain, and what they say is checked by their own signatures.
+pub const ROUND_STATE_MAGIC: &[u8; 8] = b"FEDIDSRS";
+
 /// A ledger export: every record of a ledger, in order, as one file.
 ///
 /// Layout: `FEDIDSLX`, then for each record its length (u32 little endian) and its bytes.

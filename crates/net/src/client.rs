@@ -3,6 +3,8 @@
 //! Streams from the coordinator are checked like uploads are on the other side: chunk order,
 //! a size limit while receiving, the hash, and for the global model the coordinator's signature.
 
+use std::collections::HashMap;
+
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
@@ -103,19 +105,20 @@ impl SiteClient {
     }
 
     /// Downloads the global model of `round` and verifies it: chunk order, at most `max_bytes`,
-    /// its hash, and the signature of `coordinator_key` over (round id, nonce, hash).
+    /// its hash, and the signature over (round id, nonce, hash) of the coordinator that signed
+    /// it, which must be one of `coordinator_keys` (by name).
     pub async fn fetch_global(
         &mut self,
         round: &RoundOpen,
         max_bytes: u64,
-        coordinator_key: &VerifyingKey,
+        coordinator_keys: &HashMap<String, VerifyingKey>,
     ) -> Result<SignedModel, Status> {
         let request = FetchGlobalRequest {
             protocol_version: PROTOCOL_VERSION,
             round_id: round.round_id,
         };
         let stream = self.inner.fetch_global(request).await?.into_inner();
-        receive_global(stream, round, max_bytes, coordinator_key).await
+        receive_global(stream, round, max_bytes, coordinator_keys).await
     }
 
     /// Signs and uploads `model` for `round`, in chunks.
@@ -290,7 +293,7 @@ async fn receive_global(
     mut stream: Streaming<ModelChunk>,
     round: &RoundOpen,
     max_bytes: u64,
-    key: &VerifyingKey,
+    keys: &HashMap<String, VerifyingKey>,
 ) -> Result<SignedModel, Status> {
     let mut model = Vec::new();
     let mut next = 0u32;
@@ -311,6 +314,12 @@ async fn receive_global(
                     "global model chunk after the final chunk",
                 ));
             }
+            let key = keys.get(&chunk.site_id).ok_or_else(|| {
+                Status::data_loss(format!(
+                    "global model refused: signed by '{}', which is not a coordinator this site trusts",
+                    chunk.site_id
+                ))
+            })?;
             let hash = verify_global(
                 key,
                 round.round_id,

@@ -34,3 +34,11 @@ pub mod proto {
 
 /// Version of the wire protocol spoken by this build. Peers with another version are refused.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Prefix of the `UNAVAILABLE` message a coordinator answers when a long poll times out: ask the
+/// same coordinator again.
+pub const STILL_WAITING: &str = "still waiting: ";
+
+/// Prefix of the `UNAVAILABLE` message of a node that does not hold the coordinator role (it is
+/// not the ledger cluster's leader): try another node.
+pub const NOT_COORDINATOR: &str = "not the coordinator: ";

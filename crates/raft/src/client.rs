@@ -30,6 +30,9 @@ pub struct NodeStatus {
     pub state: String,
     /// Number of application entries applied on the node.
     pub applied_entries: u64,
+    /// Opaque bytes from the node's application ([`crate::AppStatus`]); empty when it supplies
+    /// none. This crate never interprets them.
+    pub app_status: Vec<u8>,
 }
 
 /// Host part of an `https://host:port` URL (without IPv6 brackets), the default TLS server name.
@@ -133,6 +136,7 @@ impl RaftClient {
                 .collect(),
             state: r.state,
             applied_entries: r.applied_entries,
+            app_status: r.app_status,
         })
     }
 }

@@ -126,6 +126,22 @@ impl std::fmt::Debug for Admission {
     }
 }
 
+/// The application's status, answered with every `Status` RPC as opaque bytes
+/// ([`NodeStatus::app_status`]). The log never interprets them: what they mean (for the ledger,
+/// the node's signed tree head) is between the application and its peers. The function is
+/// called on the RPC's task for each `Status` request, so it should be quick.
+#[derive(Clone)]
+pub struct AppStatus(pub Arc<AppStatusFn>);
+
+/// The function behind an [`AppStatus`].
+pub type AppStatusFn = dyn Fn() -> Vec<u8> + Send + Sync;
+
+impl std::fmt::Debug for AppStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AppStatus(..)")
+    }
+}
+
 impl Error {
     fn from_status(s: &tonic::Status) -> Error {
         Error::Rpc {
@@ -207,6 +223,8 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// Checks every entry before the leader proposes it (none: every entry is admitted).
     pub admission: Option<Admission>,
+    /// Opaque application status answered by `Status` (none: empty bytes).
+    pub app_status: Option<AppStatus>,
 }
 
 impl NodeConfig {
@@ -229,6 +247,7 @@ impl NodeConfig {
             write_timeout: Duration::from_secs(5),
             snapshot_every: 5000,
             admission: None,
+            app_status: None,
         }
     }
 }
@@ -312,6 +331,7 @@ impl RaftNode {
             db: slot.clone(),
             write_timeout: config.write_timeout,
             admission: config.admission.clone(),
+            app_status: config.app_status.clone(),
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         let id = config.id;
@@ -368,6 +388,37 @@ impl RaftNode {
     pub async fn write(&self, entry: Vec<u8>) -> Result<u64, Error> {
         let timeout = self.write_timeout;
         tokio::time::timeout(timeout, self.write_inner(entry))
+            .await
+            .unwrap_or(Err(Error::Timeout(timeout)))
+    }
+
+    /// Like [`RaftNode::write`], but only while this node leads: a follower (or a leader that
+    /// lost its role meanwhile) answers [`Error::NotLeader`] instead of forwarding the entry.
+    /// For writers whose role is tied to leadership, such as the federation coordinator.
+    pub async fn write_as_leader(&self, entry: Vec<u8>) -> Result<u64, Error> {
+        let timeout = self.write_timeout;
+        let write = async {
+            if !self.is_leader() {
+                return Err(Error::NotLeader {
+                    leader: self.leader(),
+                    addr: None,
+                });
+            }
+            if let Some(admit) = &self.admission {
+                (admit.0)(&entry).map_err(Error::Refused)?;
+            }
+            match self.raft.client_write(entry).await {
+                Ok(r) => Ok(r.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    Err(Error::NotLeader {
+                        leader: f.leader_id,
+                        addr: f.leader_node.map(|n| n.addr),
+                    })
+                }
+                Err(e) => Err(Error::Raft(e.to_string())),
+            }
+        };
+        tokio::time::timeout(timeout, write)
             .await
             .unwrap_or(Err(Error::Timeout(timeout)))
     }

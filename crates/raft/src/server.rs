@@ -48,6 +48,7 @@ pub(crate) struct Service {
     pub(crate) db: Arc<DbSlot>,
     pub(crate) write_timeout: Duration,
     pub(crate) admission: Option<crate::Admission>,
+    pub(crate) app_status: Option<crate::AppStatus>,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(req: Request<RaftBytes>) -> Result<T, Status> {
@@ -166,6 +167,11 @@ impl RaftService for Service {
                 .collect(),
             state: format!("{:?}", m.state),
             applied_entries,
+            app_status: self
+                .app_status
+                .as_ref()
+                .map(|f| (f.0)())
+                .unwrap_or_default(),
         }))
     }
 }

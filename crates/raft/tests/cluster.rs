@@ -148,7 +148,15 @@ async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_replicate_in_order() {
     bounded(async {
-        let cluster = Cluster::start(3).await;
+        // Node 2 answers `Status` with opaque application bytes; the others with none.
+        let cluster = Cluster::start_with(3, |c| {
+            if c.id == 2 {
+                c.app_status = Some(fedids_raft::AppStatus(std::sync::Arc::new(|| {
+                    b"opaque \x00 status".to_vec()
+                })));
+            }
+        })
+        .await;
         let leader = cluster.leader().await;
         // Writes through every node: followers forward to the leader.
         for i in 0..20 {
@@ -175,6 +183,7 @@ async fn three_nodes_replicate_in_order() {
         assert_eq!(status.id, 2);
         assert_eq!(status.leader, Some(leader));
         assert_eq!(status.applied_entries, 20);
+        assert_eq!(status.app_status, b"opaque \x00 status".to_vec());
         assert_eq!(status.membership.len(), 3);
         assert!(status.membership.values().all(|(_, voter)| *voter));
         let follower = if leader == 1 { 2 } else { 1 };

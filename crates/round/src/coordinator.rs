@@ -5,7 +5,7 @@
 //! channel that every change bumps.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -21,7 +21,7 @@ use fedids_net::proto::{
 use fedids_net::server::{check_join_key, Candidates, ReceivedModel, Rounds, SignedModel};
 use fedids_net::signing::{hex, model_hash, sign_global};
 use fedids_net::PROTOCOL_VERSION;
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex, MutexGuard};
 use tonic::Status;
 use tracing::{info, warn};
 
@@ -210,9 +210,10 @@ impl Coordinator {
         self
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock is a bug; the state is still consistent enough to read.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The state; held across a store write, so that changes are stored in the order they are
+    /// made.
+    async fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().await
     }
 
     fn notify(&self) {
@@ -228,13 +229,18 @@ impl Coordinator {
         let mut rx = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + LONG_POLL;
         loop {
-            if let Some(answer) = check(&self.lock()) {
+            if let Some(answer) = check(&*self.lock().await) {
                 return answer;
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return Err(Status::unavailable("coordinator is shutting down")),
-                Err(_) => return Err(Status::unavailable(waiting.to_string())),
+                Err(_) => {
+                    return Err(Status::unavailable(format!(
+                        "{}{waiting}",
+                        fedids_net::STILL_WAITING
+                    )))
+                }
             }
         }
     }
@@ -253,8 +259,11 @@ impl Coordinator {
         }
     }
 
-    fn persist(&self, r: &RoundRecord, schema: Option<&[u8]>) -> Result<(), String> {
-        self.store.put_round(r, schema).map_err(|e| e.to_string())
+    async fn persist(&self, r: &RoundRecord, schema: Option<&[u8]>) -> Result<(), String> {
+        self.store
+            .put_round(r, schema)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Runs every configured round, then gives sites [`CoordinatorConfig::fetch_grace`] to
@@ -263,7 +272,7 @@ impl Coordinator {
         let mut done = Vec::new();
         let join_deadline = Instant::now() + self.cfg.join_timeout;
         loop {
-            let current = self.lock().round.clone();
+            let current = self.lock().await.round.clone();
             let next_id = match &current {
                 Some(r) if matches!(r.phase, Phase::Uploading | Phase::Scoring) => {
                     done.push(self.drive(r.id).await?);
@@ -284,8 +293,12 @@ impl Coordinator {
                 // Sites download round r's model before round r + 1 replaces it.
                 self.wait_for_fetches().await;
             }
-            self.wait_for_joins(join_deadline).await?;
-            self.open_round(next_id)?;
+            // Joins agree the schema; once it is agreed (and stored), a resumed coordinator does
+            // not wait for sites that joined its predecessor: the upload deadline covers them.
+            if self.lock().await.schema.is_none() {
+                self.wait_for_joins(join_deadline).await?;
+            }
+            self.open_round(next_id).await?;
         }
         self.wait_for_fetches().await;
         Ok(done)
@@ -295,7 +308,7 @@ impl Coordinator {
         let mut rx = self.changed.subscribe();
         loop {
             let (joined, missing): (usize, Vec<String>) = {
-                let st = self.lock();
+                let st = self.lock().await;
                 let missing = self
                     .cfg
                     .site_keys
@@ -323,8 +336,8 @@ impl Coordinator {
         }
     }
 
-    fn open_round(&self, id: u64) -> Result<(), String> {
-        let mut st = self.lock();
+    async fn open_round(&self, id: u64) -> Result<(), String> {
+        let mut st = self.lock().await;
         let mut new_schema = None;
         if st.schema.is_none() {
             let proposals: Vec<(String, Schema)> = st
@@ -358,7 +371,7 @@ impl Coordinator {
             expected,
         };
         let record = RoundRecord::open(opening, now, now + ms(self.cfg.upload_timeout));
-        self.persist(&record, new_schema.as_deref())?;
+        self.persist(&record, new_schema.as_deref()).await?;
         info!(round = id, strategy = %record.strategy, "round opened");
         self.metrics.current_round.set(id as i64);
         st.round = Some(record);
@@ -373,7 +386,7 @@ impl Coordinator {
         let mut rx = self.changed.subscribe();
         loop {
             let step = {
-                let st = self.lock();
+                let st = self.lock().await;
                 let r = st
                     .round
                     .as_ref()
@@ -386,7 +399,7 @@ impl Coordinator {
                     let _ = tokio::time::timeout(TICK, rx.changed()).await;
                 }
                 Step::CloseUploads => {
-                    let mut st = self.lock();
+                    let mut st = self.lock().await;
                     let r = st.round.as_mut().ok_or("round vanished")?;
                     r.close_uploads(now_ms(), ms(self.cfg.scoring_timeout));
                     self.metrics
@@ -397,7 +410,7 @@ impl Coordinator {
                         missing = r.missing.keys().cloned().collect::<Vec<_>>().join(","),
                         "uploads closed"
                     );
-                    self.persist(r, None)?;
+                    self.persist(r, None).await?;
                     drop(st);
                     self.notify();
                 }
@@ -407,12 +420,12 @@ impl Coordinator {
                     return Ok(record);
                 }
                 Step::Fail(reason) => {
-                    let mut st = self.lock();
+                    let mut st = self.lock().await;
                     let r = st.round.as_mut().ok_or("round vanished")?;
                     r.phase = Phase::Failed {
                         reason: reason.clone(),
                     };
-                    self.persist(r, None)?;
+                    self.persist(r, None).await?;
                     drop(st);
                     self.metrics.rounds_failed.inc();
                     self.notify();
@@ -426,7 +439,7 @@ impl Coordinator {
     async fn merge_round(&self) -> Result<RoundRecord, String> {
         let started = Instant::now();
         let (mut record, schema) = {
-            let mut st = self.lock();
+            let mut st = self.lock().await;
             let schema = st.schema.clone().ok_or("no federation schema")?.0;
             let r = st.round.as_mut().ok_or("round vanished")?;
             let scoring_ms =
@@ -443,6 +456,13 @@ impl Coordinator {
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("the upload of site '{site}' is missing from the store"))?;
             models.push(bytes);
+        }
+        // Copies of the inputs for auditors, written by whichever coordinator merges (with a
+        // replicated store, the uploads may have reached an earlier leader).
+        for (site, bytes) in sites.iter().zip(&models) {
+            if let Some(u) = record.uploads.get(site) {
+                self.store.export_model(&u.hash, "fedids", bytes);
+            }
         }
         let strategy = self.cfg.strategy;
         let seed = fedids_rng::derive_seed(self.cfg.seed, 7, record.id);
@@ -483,15 +503,17 @@ impl Coordinator {
         record.global = Some(GlobalMeta {
             hash: hex(&hash),
             signature: hex(&signature),
+            signer: self.cfg.name.clone(),
             n_bytes: global.len() as u64,
             n_trees,
             merged_sites: sites,
         });
         self.store
             .put_model(&record, None, &global)
+            .await
             .map_err(|e| e.to_string())?;
         self.store.export_model(&hex(&hash), "fedg", &global);
-        self.lock().round = Some(record.clone());
+        self.lock().await.round = Some(record.clone());
         self.metrics
             .observe_phase("scoring", record.phase_ms["scoring"] as f64 / 1e3);
         self.metrics.observe_phase("merge", merge_ms as f64 / 1e3);
@@ -563,7 +585,7 @@ impl Coordinator {
         let mut rx = self.changed.subscribe();
         loop {
             let all = {
-                let st = self.lock();
+                let st = self.lock().await;
                 match st.round.as_ref().and_then(|r| r.global.as_ref()) {
                     Some(g) => g.merged_sites.iter().all(|s| st.fetched.contains(s)),
                     None => true,
@@ -757,7 +779,7 @@ impl Rounds for Coordinator {
         let proposal: Schema = serde_json::from_slice(&request.schema_json).map_err(|e| {
             Status::invalid_argument(format!("schema proposal does not parse as JSON: {e}"))
         })?;
-        let mut st = self.lock();
+        let mut st = self.lock().await;
         if let Some((agreed, _)) = &st.schema {
             crate::schema::fits(agreed, &proposal).map_err(|e| {
                 Status::failed_precondition(format!(
@@ -800,7 +822,7 @@ impl Rounds for Coordinator {
             *self.cfg.site_keys.get(site).ok_or_else(|| {
                 Status::permission_denied(format!("site '{site}' is not registered"))
             })?;
-        let st = self.lock();
+        let st = self.lock().await;
         let r = st
             .round
             .as_ref()
@@ -829,6 +851,7 @@ impl Rounds for Coordinator {
     async fn accept_upload(&self, upload: ReceivedModel) -> Result<UploadReply, Status> {
         let schema = self
             .lock()
+            .await
             .schema
             .clone()
             .ok_or_else(|| internal("no schema"))?
@@ -850,7 +873,7 @@ impl Rounds for Coordinator {
                 "model refused: its schema is not the federation schema of this round",
             )));
         }
-        let mut st = self.lock();
+        let mut st = self.lock().await;
         let r = st.round.as_mut().ok_or_else(|| internal("no round"))?;
         if r.id != upload.round_id || r.phase != Phase::Uploading {
             return Err(self.refuse_upload(Status::failed_precondition(format!(
@@ -874,7 +897,7 @@ impl Rounds for Coordinator {
             },
         );
         r.bytes_received += bytes.len() as u64;
-        if let Err(e) = self.store.put_model(r, Some(&upload.site_id), &bytes) {
+        if let Err(e) = self.store.put_model(r, Some(&upload.site_id), &bytes).await {
             r.uploads.remove(&upload.site_id);
             r.bytes_received -= bytes.len() as u64;
             return Err(internal(e));
@@ -887,6 +910,7 @@ impl Rounds for Coordinator {
             model_sha256: upload.model_sha256.to_vec(),
         };
         drop(st);
+        info!(round = reply.round_id, site = %upload.site_id, bytes = reply.n_bytes, "upload accepted");
         self.metrics.uploads_accepted.inc();
         self.metrics.bytes_received.inc_by(bytes.len() as u64);
         self.notify();
@@ -928,7 +952,7 @@ impl Rounds for Coordinator {
 
     async fn submit_scores(&self, site: &str, report: ScoreReport) -> Result<ScoreAck, Status> {
         let scoring = Scoring::of(&self.cfg.strategy);
-        let mut st = self.lock();
+        let mut st = self.lock().await;
         let n_classes = st.schema.as_ref().map_or(0, |s| s.0.classes.len());
         let r = st
             .round
@@ -1020,7 +1044,7 @@ impl Rounds for Coordinator {
                 ledger_entry: report.ledger_entry,
             },
         );
-        if let Err(e) = self.persist(r, None) {
+        if let Err(e) = self.persist(r, None).await {
             r.scores.remove(site);
             return Err(internal(e));
         }
@@ -1068,11 +1092,16 @@ impl Rounds for Coordinator {
             .collect::<Result<Vec<u8>, _>>()
             .map_err(internal)?;
         self.metrics.bytes_sent.inc_by(model.len() as u64);
-        self.lock().fetched.insert(site.to_string());
+        self.lock().await.fetched.insert(site.to_string());
         self.notify();
         Ok(SignedModel {
             round_id,
-            signer: self.cfg.name.clone(),
+            // A model merged by an earlier leader carries that leader's signature.
+            signer: if global.signer.is_empty() {
+                self.cfg.name.clone()
+            } else {
+                global.signer.clone()
+            },
             model,
             model_sha256: hash,
             signature,

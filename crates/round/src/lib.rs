@@ -8,8 +8,11 @@
 //!   scoring, merged, failed), with `--min-sites` and deadlines;
 //! - [`store`]: the coordinator's redb database, written before every acknowledgement, from
 //!   which a killed coordinator resumes;
+//! - [`replicated`]: the same state as signed entries of a replicated log, so that whichever
+//!   node leads the log coordinates and a new leader resumes the round;
 //! - [`coordinator`]: the round logic behind the gRPC service ([`fedids_net::server::Rounds`])
 //!   and the driver that opens, closes and merges rounds;
+//! - [`leader`]: the coordinator role of a ledger node, held while the node leads the log;
 //! - [`site`]: a site's side of a round: train on its own flows, upload, score candidates, fetch
 //!   and verify the signed global model, and swap it in;
 //! - [`metrics`]: the coordinator's Prometheus metrics and `/metrics` endpoint.
@@ -21,7 +24,9 @@
 #![deny(missing_docs)]
 
 pub mod coordinator;
+pub mod leader;
 pub mod metrics;
+pub mod replicated;
 pub mod schema;
 pub mod site;
 pub mod state;

@@ -9,10 +9,16 @@
 //!
 //! Calls that fail because the coordinator is unreachable or still waiting are retried until
 //! [`SiteConfig::timeout`]; every other refusal ends the run with the coordinator's reason.
+//!
+//! A site may know several coordinator endpoints (the nodes of a ledger cluster, one of which
+//! holds the coordinator role at a time). A call that finds its node unreachable or not holding
+//! the role moves on to the next node, joins it, and tries again there: a round survives the
+//! loss of the node that coordinated it.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -23,7 +29,7 @@ use fedids_net::client::{signed_chunks, SiteClient};
 use fedids_net::proto::{RoundOpen, ScoreReport, TreeScore as WireScore};
 use fedids_net::signing::hex;
 use fedids_net::tls::client_channel;
-use fedids_net::PROTOCOL_VERSION;
+use fedids_net::{NOT_COORDINATOR, PROTOCOL_VERSION, STILL_WAITING};
 use serde::Serialize;
 use tonic::{Code, Status};
 use tracing::{debug, info, warn};
@@ -37,15 +43,22 @@ pub enum Fault {
     ExitAfterUpload,
 }
 
+/// Where a coordinator may be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `https://HOST:PORT`.
+    pub url: String,
+    /// Its certificate name.
+    pub name: String,
+}
+
 /// Everything a site needs to take part.
 #[derive(Clone)]
 pub struct SiteConfig {
     /// The site's name (its certificate CN).
     pub name: String,
-    /// Coordinator URL, `https://HOST:PORT`.
-    pub coordinator_url: String,
-    /// The coordinator's certificate name.
-    pub coordinator_name: String,
+    /// The coordinator, or the ledger nodes that may hold the coordinator role (tried in turn).
+    pub coordinators: Vec<Endpoint>,
     /// Federation CA certificate, PEM.
     pub ca_pem: String,
     /// Site certificate, PEM.
@@ -54,8 +67,8 @@ pub struct SiteConfig {
     pub key_pem: String,
     /// The site's model signing key.
     pub signing_key: SigningKey,
-    /// The coordinator's verifying key (global model signatures).
-    pub coordinator_key: VerifyingKey,
+    /// Verifying keys of the coordinators whose global model signatures are accepted, by name.
+    pub coordinator_keys: HashMap<String, VerifyingKey>,
     /// The site's own flows.
     pub data: PathBuf,
     /// How to read them.
@@ -210,30 +223,106 @@ fn retryable(status: &Status) -> bool {
     )
 }
 
-/// Calls `f` until it succeeds, fails for good, or `budget` runs out.
-async fn retry<T, F, Fut>(what: &str, budget: Duration, mut f: F) -> Result<T, Status>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, Status>>,
-{
-    let deadline = Instant::now() + budget;
-    let mut pause = Duration::from_millis(100);
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(s) if retryable(&s) && Instant::now() < deadline => {
-                debug!(what, code = ?s.code(), message = %s.message(), "retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
+/// The coordinator endpoints a site knows, the one it talks to now, and whether it joined it.
+struct Coordinators {
+    clients: Vec<(Endpoint, SiteClient)>,
+    /// Index of the endpoint in use, and whether this site joined it.
+    at: Mutex<(usize, bool)>,
+    signing_key: SigningKey,
+    proposal: Vec<u8>,
+}
+
+impl Coordinators {
+    fn new(cfg: &SiteConfig, proposal: Vec<u8>) -> Result<Coordinators, String> {
+        if cfg.coordinators.is_empty() {
+            return Err("no coordinator endpoint".to_string());
+        }
+        let mut clients = Vec::with_capacity(cfg.coordinators.len());
+        for e in &cfg.coordinators {
+            let channel = client_channel(&e.url, &e.name, &cfg.ca_pem, &cfg.cert_pem, &cfg.key_pem)
+                .map_err(|err| format!("{}: {err}", e.url))?;
+            clients.push((e.clone(), SiteClient::new(channel, &cfg.name)));
+        }
+        Ok(Coordinators {
+            clients,
+            at: Mutex::new((0, false)),
+            signing_key: cfg.signing_key.clone(),
+            proposal,
+        })
+    }
+
+    fn at(&self) -> (usize, bool) {
+        *self.at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, value: (usize, bool)) {
+        *self.at.lock().unwrap_or_else(|p| p.into_inner()) = value;
+    }
+
+    /// Calls `f` on the current endpoint (joining it first if needed) until it succeeds, fails
+    /// for good, or `budget` runs out. An endpoint that is unreachable or does not hold the
+    /// coordinator role is left for the next one.
+    async fn call<T, F, Fut>(&self, what: &str, budget: Duration, mut f: F) -> Result<T, Status>
+    where
+        F: FnMut(SiteClient) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + budget;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let (i, joined) = self.at();
+            let (endpoint, client) = &self.clients[i];
+            let outcome = if joined {
+                f(client.clone()).await
+            } else {
+                match client
+                    .clone()
+                    .join_with_schema(&self.signing_key, self.proposal.clone())
+                    .await
+                {
+                    Ok(j) => {
+                        info!(coordinator = %endpoint.url, current_round = j.current_round, "joined");
+                        self.set((i, true));
+                        f(client.clone()).await
+                    }
+                    Err(s) => Err(s),
+                }
+            };
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err(s) if retryable(&s) && Instant::now() < deadline => {
+                    let waiting = s.message().starts_with(STILL_WAITING);
+                    if !waiting && self.clients.len() > 1 {
+                        let next = (i + 1) % self.clients.len();
+                        info!(
+                            what,
+                            from = %endpoint.url,
+                            to = %self.clients[next].0.url,
+                            reason = %s.message(),
+                            "trying the next coordinator node"
+                        );
+                        self.set((next, false));
+                    } else {
+                        debug!(what, code = ?s.code(), message = %s.message(), "retrying");
+                    }
+                    if waiting {
+                        pause = Duration::from_millis(100);
+                        continue;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(s) => return Err(s),
             }
-            Err(s) => return Err(s),
         }
     }
 }
 
 fn fail(what: &str, status: Status) -> String {
     let mut msg = format!("{what}: {} ({:?})", status.message(), status.code());
-    if retryable(&status) {
+    if status.message().starts_with(NOT_COORDINATOR) {
+        msg.push_str(": no node took the coordinator role before the timeout ran out");
+    } else if retryable(&status) {
         msg.push_str(": coordinator unreachable or still busy when the timeout ran out");
     } else if matches!(status.code(), Code::Unavailable | Code::Unknown) {
         msg.push_str(
@@ -243,28 +332,28 @@ fn fail(what: &str, status: Status) -> String {
     msg
 }
 
-/// Fails when the coordinator refuses this site's certificate (see [`fedids_net::tls::probe`]).
+/// Fails when a coordinator refuses this site's certificate (see [`fedids_net::tls::probe`]).
 async fn check_tls(cfg: &SiteConfig) -> Result<(), String> {
-    let addr = cfg
-        .coordinator_url
-        .split_once("://")
-        .map_or(cfg.coordinator_url.as_str(), |(_, rest)| rest)
-        .trim_end_matches('/');
-    match fedids_net::tls::probe(
-        addr,
-        &cfg.coordinator_name,
-        &cfg.ca_pem,
-        &cfg.cert_pem,
-        &cfg.key_pem,
-    )
-    .await
-    {
-        Ok(fedids_net::tls::Probe::Refused(why)) => Err(format!(
-            "join refused: the TLS connection was refused ({why}); is the certificate issued by the federation CA and still valid?"
-        )),
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
+    for e in &cfg.coordinators {
+        let addr = e
+            .url
+            .split_once("://")
+            .map_or(e.url.as_str(), |(_, rest)| rest)
+            .trim_end_matches('/');
+        match fedids_net::tls::probe(addr, &e.name, &cfg.ca_pem, &cfg.cert_pem, &cfg.key_pem)
+            .await
+        {
+            Ok(fedids_net::tls::Probe::Refused(why)) => {
+                return Err(format!(
+                    "join refused by {}: the TLS connection was refused ({why}); is the certificate issued by the federation CA and still valid?",
+                    e.url
+                ))
+            }
+            Ok(_) => {}
+            Err(err) => return Err(format!("{}: {err}", e.url)),
+        }
     }
+    Ok(())
 }
 
 fn load(path: &Path, opts: &LoadOptions, schema: Option<&Schema>) -> Result<Dataset, String> {
@@ -293,16 +382,6 @@ pub async fn run_site(
     cfg: SiteConfig,
     progress: Arc<dyn Progress>,
 ) -> Result<Vec<SiteRoundReport>, String> {
-    let channel = client_channel(
-        &cfg.coordinator_url,
-        &cfg.coordinator_name,
-        &cfg.ca_pem,
-        &cfg.cert_pem,
-        &cfg.key_pem,
-    )
-    .map_err(|e| e.to_string())?;
-    let client = SiteClient::new(channel, &cfg.name);
-
     progress.step(&format!("reading {}", cfg.data.display()));
     let (data, opts) = (cfg.data.clone(), cfg.load.clone());
     let own = tokio::task::spawn_blocking(move || load(&data, &opts, None))
@@ -313,22 +392,13 @@ pub async fn run_site(
 
     progress.step("joining the federation");
     check_tls(&cfg).await?;
-    let joined = retry("join", cfg.timeout, || {
-        let mut c = client.clone();
-        let key = cfg.signing_key.clone();
-        let proposal = proposal.clone();
-        async move { c.join_with_schema(&key, proposal).await }
-    })
-    .await;
-    let joined = match joined {
-        Ok(j) => j,
-        Err(s) => {
-            // Say why when the coordinator refuses our certificate rather than being away.
-            check_tls(&cfg).await?;
-            return Err(fail("join refused", s));
-        }
-    };
-    info!(site = %joined.site_id, current_round = joined.current_round, "joined");
+    let client = Coordinators::new(&cfg, proposal)?;
+    // The first call joins the coordinator.
+    if let Err(s) = client.call("join", cfg.timeout, |_| async { Ok(()) }).await {
+        // Say why when a coordinator refuses our certificate rather than being away.
+        check_tls(&cfg).await?;
+        return Err(fail("join refused", s));
+    }
 
     let mut detector = None;
     let mut reports = Vec::new();
@@ -348,7 +418,7 @@ fn ms_since(t: Instant) -> u64 {
 /// One round, from waiting for it to swapping in its global model.
 async fn run_round(
     cfg: &SiteConfig,
-    client: &SiteClient,
+    client: &Coordinators,
     detector: &mut Option<Detector>,
     after: u64,
     progress: &Arc<dyn Progress>,
@@ -356,12 +426,12 @@ async fn run_round(
     let mut ms = std::collections::BTreeMap::new();
     let t = Instant::now();
     progress.step(&format!("waiting for round {}", after + 1));
-    let round: RoundOpen = retry("await round", cfg.timeout, || {
-        let mut c = client.clone();
-        async move { c.await_round(after).await }
-    })
-    .await
-    .map_err(|s| fail("waiting for a round", s))?;
+    let round: RoundOpen = client
+        .call("await round", cfg.timeout, |mut c| async move {
+            c.await_round(after).await
+        })
+        .await
+        .map_err(|s| fail("waiting for a round", s))?;
     ms.insert("wait_round".to_string(), ms_since(t));
     let round_id = round.round_id;
     let schema: Schema = serde_json::from_slice(&round.schema_json)
@@ -434,12 +504,12 @@ async fn run_round(
             *byte ^= 0x01;
         }
     }
-    let uploaded = retry("upload", cfg.timeout, || {
-        let mut c = client.clone();
-        let chunks = chunks.clone();
-        async move { c.upload_chunks(chunks).await }
-    })
-    .await;
+    let uploaded = client
+        .call("upload", cfg.timeout, |mut c| {
+            let chunks = chunks.clone();
+            async move { c.upload_chunks(chunks).await }
+        })
+        .await;
     match uploaded {
         Ok(_) => {}
         // An upload the coordinator committed before it went down: the retry finds it there.
@@ -459,12 +529,12 @@ async fn run_round(
     progress.step(&format!(
         "round {round_id}: waiting for the other sites' uploads"
     ));
-    let candidates = retry("await candidates", cfg.timeout, || {
-        let mut c = client.clone();
-        async move { c.await_candidates(round_id, cfg.max_model_bytes).await }
-    })
-    .await
-    .map_err(|s| fail(&format!("round {round_id}: candidates"), s))?;
+    let candidates = client
+        .call("await candidates", cfg.timeout, |mut c| async move {
+            c.await_candidates(round_id, cfg.max_model_bytes).await
+        })
+        .await
+        .map_err(|s| fail(&format!("round {round_id}: candidates"), s))?;
     ms.insert("wait_candidates".to_string(), ms_since(t));
     let t = Instant::now();
     progress.step(&format!(
@@ -547,12 +617,12 @@ async fn run_round(
         support_json: serde_json::to_vec(&support).map_err(|e| e.to_string())?,
         ledger_entry: contribution.encode(),
     };
-    let sent = retry("submit scores", cfg.timeout, || {
-        let mut c = client.clone();
-        let report = report.clone();
-        async move { c.submit_scores(report).await }
-    })
-    .await;
+    let sent = client
+        .call("submit scores", cfg.timeout, |mut c| {
+            let report = report.clone();
+            async move { c.submit_scores(report).await }
+        })
+        .await;
     match sent {
         Ok(_) => {}
         Err(s) if s.code() == Code::AlreadyExists => {}
@@ -563,16 +633,16 @@ async fn run_round(
     // Fetch, verify and swap in the global model.
     let t = Instant::now();
     progress.step(&format!("round {round_id}: waiting for the global model"));
-    let signed = retry("fetch global", cfg.timeout, || {
-        let mut c = client.clone();
-        let round = round.clone();
-        async move {
-            c.fetch_global(&round, cfg.max_model_bytes, &cfg.coordinator_key)
-                .await
-        }
-    })
-    .await
-    .map_err(|s| fail(&format!("round {round_id}: global model"), s))?;
+    let signed = client
+        .call("fetch global", cfg.timeout, |mut c| {
+            let round = round.clone();
+            async move {
+                c.fetch_global(&round, cfg.max_model_bytes, &cfg.coordinator_keys)
+                    .await
+            }
+        })
+        .await
+        .map_err(|s| fail(&format!("round {round_id}: global model"), s))?;
     ms.insert("wait_global".to_string(), ms_since(t));
     let t = Instant::now();
     let global = decode_global(&signed.model)

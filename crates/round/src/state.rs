@@ -107,6 +107,10 @@ pub struct GlobalMeta {
     pub hash: String,
     /// The coordinator's signature (hex).
     pub signature: String,
+    /// Who signed it: the coordinator's name (with replicated coordinators, the node that was
+    /// leader when the round merged). Empty in records written before it was recorded.
+    #[serde(default)]
+    pub signer: String,
     /// File size.
     pub n_bytes: u64,
     /// Trees in the global model.

@@ -313,23 +313,44 @@ async fn scenario() {
         "already sent scores",
     );
 
-    // The global model: refused under the wrong key, accepted under the coordinator's.
-    let wrong_key = a.signing_key.verifying_key();
+    // The global model: refused under the wrong key or from an unknown signer, accepted under
+    // the coordinator's.
+    let wrong_key: std::collections::HashMap<_, _> =
+        [("coordinator".to_string(), a.signing_key.verifying_key())].into();
+    let stranger: std::collections::HashMap<_, _> =
+        [("other".to_string(), coord_id.signing_key.verifying_key())].into();
     expect(
         poll(|| {
             let mut c = ca_client.clone();
             let round = round.clone();
-            async move { c.fetch_global(&round, 1 << 20, &wrong_key).await }
+            let keys = stranger.clone();
+            async move { c.fetch_global(&round, 1 << 20, &keys).await }
+        })
+        .await,
+        Code::DataLoss,
+        "signed by 'coordinator', which is not a coordinator this site trusts",
+    );
+    expect(
+        poll(|| {
+            let mut c = ca_client.clone();
+            let round = round.clone();
+            let keys = wrong_key.clone();
+            async move { c.fetch_global(&round, 1 << 20, &keys).await }
         })
         .await,
         Code::DataLoss,
         "global model refused: bad signature",
     );
-    let key = coord_id.signing_key.verifying_key();
+    let key: std::collections::HashMap<_, _> = [(
+        "coordinator".to_string(),
+        coord_id.signing_key.verifying_key(),
+    )]
+    .into();
     let global = poll(|| {
         let mut c = ca_client.clone();
         let round = round.clone();
-        async move { c.fetch_global(&round, 1 << 20, &key).await }
+        let keys = key.clone();
+        async move { c.fetch_global(&round, 1 << 20, &keys).await }
     })
     .await
     .unwrap();

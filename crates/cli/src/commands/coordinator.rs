@@ -15,26 +15,31 @@ use fedids_round::state::{Phase, RoundRecord};
 use fedids_round::store::Store;
 use tracing::info;
 
-use crate::args::CoordinatorArgs;
+use crate::args::{CoordinatorArgs, FederationArgs};
 
-pub fn run(a: CoordinatorArgs) -> Result<()> {
-    let pki = PkiDir::new(&a.pki);
-    let ca_pem = pki.read_ca_cert()?;
+/// The coordinator's settings for identity `name` of the PKI directory, and the sites taking
+/// part.
+pub fn coordinator_config(
+    pki: &PkiDir,
+    pki_path: &std::path::Path,
+    name: &str,
+    fed: &FederationArgs,
+) -> Result<(CoordinatorConfig, Vec<String>)> {
     let me = pki
-        .read_site(&a.name)
-        .with_context(|| format!("the coordinator identity '{}'", a.name))?;
-    let sites: Vec<String> = if a.sites.is_empty() {
+        .read_site(name)
+        .with_context(|| format!("the coordinator identity '{name}'"))?;
+    let sites: Vec<String> = if fed.sites.is_empty() {
         pki.site_names()?
             .into_iter()
-            .filter(|s| *s != a.name)
+            .filter(|s| s != name)
             .collect()
     } else {
-        a.sites.clone()
+        fed.sites.clone()
     };
     if sites.is_empty() {
         bail!(
             "no sites: pass --sites or issue site identities into {} with `fedids pki issue`",
-            a.pki.display()
+            pki_path.display()
         );
     }
     let mut site_keys = HashMap::new();
@@ -44,29 +49,42 @@ pub fn run(a: CoordinatorArgs) -> Result<()> {
             .with_context(|| format!("the verifying key of site '{site}'"))?;
         site_keys.insert(site.clone(), key);
     }
-    let strategy: MergeStrategy = a.strategy.parse().map_err(|e| anyhow!("--strategy: {e}"))?;
-    if !(0.0..1.0).contains(&a.validation_fraction) {
+    let strategy: MergeStrategy = fed
+        .strategy
+        .parse()
+        .map_err(|e| anyhow!("--strategy: {e}"))?;
+    if !(0.0..1.0).contains(&fed.validation_fraction) {
         bail!(
             "--validation-fraction must be in [0, 1), found {}",
-            a.validation_fraction
+            fed.validation_fraction
         );
     }
     let cfg = CoordinatorConfig {
-        name: a.name.clone(),
-        min_sites: a.min_sites.unwrap_or(sites.len()),
+        name: name.to_string(),
+        min_sites: fed.min_sites.unwrap_or(sites.len()),
         site_keys,
         signing_key: me.signing_key.clone(),
         strategy,
-        trees_per_site: a.trees_per_site,
-        validation_fraction: a.validation_fraction,
-        rounds: a.rounds,
-        join_timeout: a.join_timeout,
-        upload_timeout: a.upload_timeout,
-        scoring_timeout: a.scoring_timeout,
-        fetch_grace: a.fetch_grace,
-        seed: a.seed,
+        trees_per_site: fed.trees_per_site,
+        validation_fraction: fed.validation_fraction,
+        rounds: fed.rounds,
+        join_timeout: fed.join_timeout,
+        upload_timeout: fed.upload_timeout,
+        scoring_timeout: fed.scoring_timeout,
+        fetch_grace: fed.fetch_grace,
+        seed: fed.seed,
     };
     cfg.check().map_err(|e| anyhow!(e))?;
+    Ok((cfg, sites))
+}
+
+pub fn run(a: CoordinatorArgs) -> Result<()> {
+    let pki = PkiDir::new(&a.pki);
+    let ca_pem = pki.read_ca_cert()?;
+    let me = pki
+        .read_site(&a.name)
+        .with_context(|| format!("the coordinator identity '{}'", a.name))?;
+    let (cfg, sites) = coordinator_config(&pki, &a.pki, &a.name, &a.fed)?;
     let tls = server_config(&ca_pem, &me.cert_pem, &me.key_pem)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -116,7 +134,7 @@ pub fn run(a: CoordinatorArgs) -> Result<()> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = CoordinatorService::new(
             ServiceConfig {
-                max_model_bytes: a.max_model_bytes,
+                max_model_bytes: a.fed.max_model_bytes,
             },
             coordinator.clone(),
         );
@@ -128,11 +146,7 @@ pub fn run(a: CoordinatorArgs) -> Result<()> {
         let _ = server.await;
         result.map_err(|e| anyhow!(e))
     })?;
-    for r in &records {
-        let path = a.state.join(format!("round-{}.json", r.id));
-        std::fs::write(&path, serde_json::to_string_pretty(r)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    write_reports(&a.state, &records)?;
     if a.json {
         let v = serde_json::json!({ "rounds": records, "wire": wire.snapshot() });
         crate::ui::emit(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
@@ -142,11 +156,21 @@ pub fn run(a: CoordinatorArgs) -> Result<()> {
     Ok(())
 }
 
+/// Writes each round's record as `STATE/round-N.json` (what `ledger verify --replay` reads).
+pub fn write_reports(state: &std::path::Path, records: &[RoundRecord]) -> Result<()> {
+    for r in records {
+        let path = state.join(format!("round-{}.json", r.id));
+        std::fs::write(&path, serde_json::to_string_pretty(r)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn secs(r: &RoundRecord, phase: &str) -> f64 {
     r.phase_ms.get(phase).copied().unwrap_or(0) as f64 / 1e3
 }
 
-fn summary(records: &[RoundRecord]) -> String {
+pub fn summary(records: &[RoundRecord]) -> String {
     let mut out = String::new();
     for r in records {
         let merged = match &r.global {

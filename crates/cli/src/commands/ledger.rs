@@ -117,6 +117,7 @@ pub fn run(command: LedgerCommand) -> Result<()> {
             federation,
             sites,
             nodes,
+            authorities,
         } => {
             let c = Client::new(&client)?;
             let me = c.pki.read_site(&c.name)?;
@@ -127,7 +128,11 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                     authorities: vec![(c.name.clone(), me.signing_key.verifying_key().to_bytes())],
                 },
             )?];
-            for (names, role) in [(&sites, Role::Site), (&nodes, Role::Node)] {
+            for (names, role) in [
+                (&sites, Role::Site),
+                (&nodes, Role::Node),
+                (&authorities, Role::Authority),
+            ] {
                 for name in names {
                     let key = c
                         .pki

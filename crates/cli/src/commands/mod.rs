@@ -11,6 +11,7 @@ mod intel;
 mod ledger;
 mod model_file;
 mod node;
+mod node_role;
 mod pki;
 mod predict;
 mod report;

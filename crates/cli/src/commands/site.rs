@@ -1,12 +1,13 @@
 //! `fedids site`: take part in a federation.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use fedids_data::LoadOptions;
 use fedids_net::pki::PkiDir;
-use fedids_round::site::{run_site, Fault, Progress, SiteConfig, SiteRoundReport};
+use fedids_round::site::{run_site, Endpoint, Fault, Progress, SiteConfig, SiteRoundReport};
 use indicatif::ProgressBar;
 use tracing::info;
 
@@ -42,14 +43,28 @@ pub fn run(a: SiteArgs, quiet: bool) -> Result<()> {
     let me = pki
         .read_site(&a.name)
         .with_context(|| format!("the identity of site '{}'", a.name))?;
-    let coordinator_key = pki
-        .read_site_verifying_key(&a.coordinator_name)
-        .with_context(|| {
-            format!(
-                "the coordinator's verifying key ('{}'), needed to check global models",
-                a.coordinator_name
-            )
+    if a.coordinator_name.len() != a.coordinator.len() {
+        bail!(
+            "--coordinator names {} URL(s) but --coordinator-name {} name(s); give one name per URL",
+            a.coordinator.len(),
+            a.coordinator_name.len()
+        );
+    }
+    let mut coordinators = Vec::new();
+    let mut coordinator_keys = HashMap::new();
+    for (url, name) in a.coordinator.iter().zip(&a.coordinator_name) {
+        if !url.starts_with("https://") {
+            bail!("--coordinator: '{url}' must start with https://");
+        }
+        let key = pki.read_site_verifying_key(name).with_context(|| {
+            format!("the coordinator's verifying key ('{name}'), needed to check global models")
         })?;
+        coordinator_keys.insert(name.clone(), key);
+        coordinators.push(Endpoint {
+            url: url.clone(),
+            name: name.clone(),
+        });
+    }
     let load = LoadOptions {
         format: super::format_spec(&a.input)?,
         task: a.task.into(),
@@ -58,13 +73,12 @@ pub fn run(a: SiteArgs, quiet: bool) -> Result<()> {
     };
     let cfg = SiteConfig {
         name: a.name.clone(),
-        coordinator_url: a.coordinator.clone(),
-        coordinator_name: a.coordinator_name.clone(),
+        coordinators,
         ca_pem,
         cert_pem: me.cert_pem.clone(),
         key_pem: me.key_pem.clone(),
         signing_key: me.signing_key.clone(),
-        coordinator_key,
+        coordinator_keys,
         data: a.data.clone(),
         load,
         test: a.test.clone(),

@@ -1,0 +1,103 @@
+//! The coordinator role of a ledger node: held while the node leads the replicated log.
+//!
+//! Every node of the ledger cluster serves the federation protocol. [`RoleSwitch`] answers each
+//! call with the node's [`Coordinator`] while the node holds the role, and otherwise with
+//! `UNAVAILABLE` and a message starting with [`NOT_COORDINATOR`] (naming the leader when it is
+//! known), which tells a site to try another node. The binary installs a coordinator when its
+//! node becomes leader, built over the replicated round state (so it resumes the round a
+//! previous leader left), and removes it when leadership is lost.
+
+use std::sync::{Arc, RwLock};
+
+use ed25519_dalek::VerifyingKey;
+use fedids_net::proto::{JoinReply, JoinRequest, RoundOpen, ScoreAck, ScoreReport, UploadReply};
+use fedids_net::server::{Candidates, ReceivedModel, Rounds, SignedModel};
+use fedids_net::NOT_COORDINATOR;
+use tonic::Status;
+
+use crate::coordinator::Coordinator;
+
+/// The federation service of a node that may or may not hold the coordinator role.
+#[derive(Default)]
+pub struct RoleSwitch {
+    current: RwLock<Option<Arc<Coordinator>>>,
+    standby: RwLock<String>,
+}
+
+impl RoleSwitch {
+    /// A switch without a coordinator.
+    pub fn new() -> RoleSwitch {
+        RoleSwitch::default()
+    }
+
+    /// Takes the role with `coordinator`.
+    pub fn install(&self, coordinator: Arc<Coordinator>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(coordinator);
+    }
+
+    /// Gives the role up; calls are answered with [`NOT_COORDINATOR`] and `why` (for instance
+    /// "the leader is node 2").
+    pub fn stand_by(&self, why: &str) {
+        *self.standby.write().unwrap_or_else(|p| p.into_inner()) = why.to_string();
+        self.current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// Whether the node holds the role.
+    pub fn active(&self) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    fn get(&self) -> Result<Arc<Coordinator>, Status> {
+        if let Some(c) = &*self.current.read().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(c.clone());
+        }
+        let why = self.standby.read().unwrap_or_else(|p| p.into_inner());
+        let why = if why.is_empty() {
+            "this node does not lead the ledger cluster"
+        } else {
+            why.as_str()
+        };
+        Err(Status::unavailable(format!("{NOT_COORDINATOR}{why}")))
+    }
+}
+
+#[tonic::async_trait]
+impl Rounds for RoleSwitch {
+    async fn join(&self, site: &str, request: JoinRequest) -> Result<JoinReply, Status> {
+        self.get()?.join(site, request).await
+    }
+
+    async fn await_round(&self, site: &str, after_round: u64) -> Result<RoundOpen, Status> {
+        self.get()?.await_round(site, after_round).await
+    }
+
+    async fn upload_target(
+        &self,
+        site: &str,
+        round_id: u64,
+    ) -> Result<(RoundOpen, VerifyingKey), Status> {
+        self.get()?.upload_target(site, round_id).await
+    }
+
+    async fn accept_upload(&self, upload: ReceivedModel) -> Result<UploadReply, Status> {
+        self.get()?.accept_upload(upload).await
+    }
+
+    async fn await_candidates(&self, site: &str, round_id: u64) -> Result<Candidates, Status> {
+        self.get()?.await_candidates(site, round_id).await
+    }
+
+    async fn submit_scores(&self, site: &str, report: ScoreReport) -> Result<ScoreAck, Status> {
+        self.get()?.submit_scores(site, report).await
+    }
+
+    async fn fetch_global(&self, site: &str, round_id: u64) -> Result<SignedModel, Status> {
+        self.get()?.fetch_global(site, round_id).await
+    }
+}

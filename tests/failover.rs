@@ -1,0 +1,331 @@
+//! The federation without a single coordinator, with real processes on 127.0.0.1: three
+//! `fedids node --federation-listen` processes (Raft over mutual TLS, redb), whichever leads
+//! holds the coordinator's role; three `fedids site` processes that know every node.
+//!
+//! The leader is SIGKILLed in the middle of a round; the test bounds its own time and kills its
+//! processes on drop.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::{free_port, s, Dir, Proc};
+
+const SITES: [&str; 3] = ["site-a", "site-b", "site-c"];
+
+struct Federation {
+    dir: Dir,
+    raft_ports: Vec<u16>,
+    fed_ports: Vec<u16>,
+    nodes: Vec<Option<Proc>>,
+    starts: usize,
+}
+
+impl Federation {
+    fn start() -> Federation {
+        let dir = Dir::new();
+        dir.ok(&["pki", "init", "--dir", "pki"]);
+        for n in ["coordinator", "node-1", "node-2", "node-3"]
+            .iter()
+            .chain(SITES.iter())
+        {
+            dir.ok(&["pki", "issue", n, "--dir", "pki"]);
+        }
+        // 2,000 NSL-KDD flows per site.
+        let text =
+            std::fs::read_to_string(util::datasets().join("nsl-kdd/KDDTrain+_20Percent.txt"))
+                .unwrap();
+        let lines: Vec<&str> = text.lines().take(6000).collect();
+        for (i, site) in SITES.iter().enumerate() {
+            let rows: String = lines
+                .iter()
+                .skip(i)
+                .step_by(3)
+                .map(|l| format!("{l}\n"))
+                .collect();
+            dir.write(&format!("{site}.csv"), rows.as_bytes());
+        }
+        let mut f = Federation {
+            dir,
+            raft_ports: (0..3).map(|_| free_port()).collect(),
+            fed_ports: (0..3).map(|_| free_port()).collect(),
+            nodes: vec![None, None, None],
+            starts: 0,
+        };
+        for i in 1..=3 {
+            f.start_node(i, i == 1);
+        }
+        f.nodes[0]
+            .as_mut()
+            .unwrap()
+            .await_log("cluster initialized", 1);
+        f
+    }
+
+    fn raft_urls(&self) -> String {
+        (1..=3)
+            .map(|i| format!("https://127.0.0.1:{}", self.raft_ports[i - 1]))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn start_node(&mut self, i: usize, init: bool) {
+        let name = format!("node-{i}");
+        let id = i.to_string();
+        let listen = format!("127.0.0.1:{}", self.raft_ports[i - 1]);
+        let fed = format!("127.0.0.1:{}", self.fed_ports[i - 1]);
+        let state = format!("state-{i}");
+        let peers: String = (1..=3)
+            .map(|j| format!("{j}=https://127.0.0.1:{}", self.raft_ports[j - 1]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args = vec![
+            "node",
+            "--pki",
+            "pki",
+            "--name",
+            &name,
+            "--id",
+            &id,
+            "--listen",
+            &listen,
+            "--peers",
+            &peers,
+            "--state",
+            &state,
+            "--heartbeat-ms",
+            "100",
+            "--federation-listen",
+            &fed,
+            "--sites",
+            "site-a,site-b,site-c",
+            "--trees-per-site",
+            "10",
+            // The round opens with the two sites that joined; it waits for the third's upload.
+            "--join-timeout",
+            "2s",
+            "--min-sites",
+            "2",
+            "--upload-timeout",
+            "90s",
+            "--scoring-timeout",
+            "60s",
+            "--fetch-grace",
+            "5s",
+        ];
+        if init {
+            args.push("--init");
+        }
+        self.starts += 1;
+        let log = format!("{name}-{}", self.starts);
+        self.nodes[i - 1] = Some(Proc::start(&self.dir, &log, &args));
+    }
+
+    /// The node that took the coordinator's role, waiting for one (bounded).
+    fn coordinating(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (i, p) in self.nodes.iter().enumerate() {
+                if let Some(p) = p {
+                    if p.stderr().contains("coordinator role taken") {
+                        return i + 1;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no node took the coordinator role"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn start_site(&self, site: &str) -> Proc {
+        let urls: Vec<String> = self
+            .fed_ports
+            .iter()
+            .map(|p| format!("https://127.0.0.1:{p}"))
+            .collect();
+        util::start_site(
+            &self.dir,
+            "pki",
+            site,
+            &urls.join(","),
+            &[
+                "--coordinator-name",
+                "node-1,node-2,node-3",
+                "--timeout",
+                "100s",
+            ],
+        )
+    }
+
+    /// `fedids ledger heads` of every node, waiting (bounded) until they all hold `size` records.
+    fn heads(&self, size: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.dir.run(&[
+                "ledger",
+                "heads",
+                "--pki",
+                "pki",
+                "--name",
+                "site-a",
+                "--node",
+                &self.raft_urls(),
+                "--json",
+            ]);
+            if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+                if v["heads"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|h| h["size"] == size)
+                {
+                    return v;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the nodes did not reach {size} records: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+#[test]
+fn the_leader_killed_mid_round_and_the_round_completes_on_the_new_leader() {
+    let mut f = Federation::start();
+    f.dir.ok(&[
+        "ledger",
+        "genesis",
+        "--pki",
+        "pki",
+        "--name",
+        "coordinator",
+        "--node",
+        &f.raft_urls(),
+        "--federation",
+        "plants",
+        "--sites",
+        "site-a,site-b,site-c",
+        "--authorities",
+        "node-1,node-2,node-3",
+    ]);
+    let first = f.coordinating();
+
+    // Two sites join and upload; the round waits for the third until its upload deadline.
+    let mut sites = vec![f.start_site("site-a"), f.start_site("site-b")];
+    f.nodes[first - 1]
+        .as_mut()
+        .unwrap()
+        .await_log("upload accepted", 2);
+    let log_before = f.nodes[first - 1].as_ref().unwrap().stderr();
+    f.nodes[first - 1].as_mut().unwrap().kill();
+
+    // A new leader takes the role from the replicated round state; the third site arrives.
+    sites.push(f.start_site("site-c"));
+    let reports: Vec<Value> = sites.iter_mut().map(Proc::json).collect();
+    let second = f.coordinating_other_than(first);
+    let log = f.nodes[second - 1].as_ref().unwrap().stderr();
+    assert!(
+        log.contains("resuming round from the store") && log.contains("uploads=2"),
+        "node-{second} did not resume the round with both uploads:\n{log}"
+    );
+    assert!(
+        !log_before.contains("global model signed"),
+        "the round finished before the kill"
+    );
+    let hashes: Vec<&str> = reports
+        .iter()
+        .map(|r| r[0]["global_sha256"].as_str().unwrap())
+        .collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    for (site, r) in SITES.iter().zip(&reports) {
+        assert_eq!(r[0]["round"], 1, "{site}: {r}");
+        assert!(
+            r[0]["global"]["accuracy"].as_f64().unwrap() > 0.8,
+            "{site}: {r}"
+        );
+    }
+    for site in &sites[..2] {
+        assert!(
+            site.stderr().contains("trying the next coordinator node"),
+            "{} never moved to another node:\n{}",
+            site.name,
+            site.stderr()
+        );
+    }
+
+    // The killed node comes back and catches up: genesis, 6 registrations, 3 contributions
+    // and 1 aggregation on every node, with identical heads.
+    f.start_node(first, false);
+    let v = f.heads(11);
+    let roots: Vec<&Value> = v["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["root"])
+        .collect();
+    assert!(roots.iter().all(|r| *r == roots[0]), "{v}");
+    assert_eq!(v["forks"].as_array().unwrap().len(), 0, "{v}");
+
+    // Every node's ledger verifies, and the sites' global model is the recorded aggregation.
+    for i in 1..=3 {
+        let export = f.dir.path(&format!("ledger-{i}.fedl"));
+        f.dir.ok(&[
+            "ledger",
+            "export",
+            "--pki",
+            "pki",
+            "--name",
+            "site-b",
+            "--node",
+            &format!("https://127.0.0.1:{}", f.raft_ports[i - 1]),
+            "--out",
+            s(&export),
+        ]);
+        let out = f.dir.json(&[
+            "ledger",
+            "verify",
+            "--file",
+            s(&export),
+            "--model",
+            "site-c-state/global.fedg",
+            "--json",
+        ]);
+        let checks = out["checks"].as_array().unwrap();
+        assert!(
+            checks[0]
+                .as_str()
+                .unwrap()
+                .contains("is the recorded global model of round 1"),
+            "node-{i}: {out}"
+        );
+    }
+}
+
+impl Federation {
+    /// The node other than `old` that took the coordinator's role.
+    fn coordinating_other_than(&self, old: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (i, p) in self.nodes.iter().enumerate() {
+                if i + 1 == old {
+                    continue;
+                }
+                if let Some(p) = p {
+                    if p.stderr().contains("coordinator role taken") {
+                        return i + 1;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no other node took the role");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
