@@ -247,6 +247,7 @@ fn the_leader_killed_mid_round_and_the_round_completes_on_the_new_leader() {
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
     for (site, r) in SITES.iter().zip(&reports) {
         assert_eq!(r[0]["round"], 1, "{site}: {r}");
+        assert_eq!(r[0]["evaluation_accepted"], true, "{site}: {r}");
         assert!(
             r[0]["global"]["accuracy"].as_f64().unwrap() > 0.8,
             "{site}: {r}"
@@ -261,10 +262,10 @@ fn the_leader_killed_mid_round_and_the_round_completes_on_the_new_leader() {
         );
     }
 
-    // The killed node comes back and catches up: genesis, 6 registrations, 3 contributions
-    // and 1 aggregation on every node, with identical heads.
+    // The killed node comes back and catches up: genesis, 6 registrations, 3 contributions,
+    // 1 aggregation and 3 evaluations on every node, with identical heads.
     f.start_node(first, false);
-    let v = f.heads(11);
+    let v = f.heads(14);
     let roots: Vec<&Value> = v["heads"]
         .as_array()
         .unwrap()
@@ -273,6 +274,30 @@ fn the_leader_killed_mid_round_and_the_round_completes_on_the_new_leader() {
         .collect();
     assert!(roots.iter().all(|r| *r == roots[0]), "{v}");
     assert_eq!(v["forks"].as_array().unwrap().len(), 0, "{v}");
+
+    // Each site's contribution, read from a node: one model, one evaluation, and the validation
+    // gains derived from the sites' signed evaluations.
+    let v = f.dir.json(&[
+        "ledger",
+        "contributions",
+        "--pki",
+        "pki",
+        "--name",
+        "site-a",
+        "--node",
+        &format!("https://127.0.0.1:{}", f.raft_ports[first - 1]),
+        "--json",
+    ]);
+    let contrib = v["contributions"].as_array().unwrap();
+    assert_eq!(contrib.len(), 3, "{v}");
+    for c in contrib {
+        assert_eq!(c["models_contributed"], 1, "{c}");
+        assert_eq!(c["evaluations"], 1, "{c}");
+        assert!(
+            c["gain_brought_ppm"].is_i64() && c["gain_received_ppm"].is_i64(),
+            "{c}"
+        );
+    }
 
     // Every node's ledger verifies, and the sites' global model is the recorded aggregation.
     for i in 1..=3 {

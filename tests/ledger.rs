@@ -407,9 +407,7 @@ fn a_federation_round_is_recorded_and_an_auditor_can_replay_it() {
         .iter()
         .map(|site| util::start_site(&c.dir, "pki", site, &url, &[]))
         .collect();
-    for p in &mut sites {
-        p.json();
-    }
+    let reports: Vec<Value> = sites.iter_mut().map(Proc::json).collect();
     let out = coordinator.json();
     let round = &out["rounds"][0];
     assert_eq!(round["phase"], "Merged", "{round}");
@@ -417,8 +415,9 @@ fn a_federation_round_is_recorded_and_an_auditor_can_replay_it() {
         .stderr()
         .contains("round recorded on the ledger"));
 
-    // Genesis and five registrations, two signed contributions, one aggregation.
-    c.heads(&[1, 2, 3], 9);
+    // Genesis and five registrations, two signed contributions, one aggregation, and the two
+    // sites' signed evaluations of the global model.
+    c.heads(&[1, 2, 3], 11);
     let export = c.dir.path("ledger.fedl");
     c.ok("export", "site-a", &c.url(3), &["--out", s(&export)]);
     let global = c.dir.path("site-a-state/global.fedg");
@@ -449,6 +448,91 @@ fn a_federation_round_is_recorded_and_an_auditor_can_replay_it() {
         .map(|c| c["trees_accepted"].as_u64().unwrap())
         .sum();
     assert_eq!(trees, round["global"]["n_trees"].as_u64().unwrap());
+
+    // Each site's contributions, from the export, agree with the global model; text or JSON.
+    let v = c
+        .dir
+        .json(&["ledger", "contributions", "--file", s(&export), "--json"]);
+    let contrib = v["contributions"].as_array().unwrap();
+    let sites: Vec<&str> = contrib
+        .iter()
+        .map(|c| c["site"].as_str().unwrap())
+        .collect();
+    assert_eq!(sites, ["site-a", "site-b"], "{v}");
+    let trees: u64 = contrib
+        .iter()
+        .map(|c| c["trees_accepted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(trees, round["global"]["n_trees"].as_u64().unwrap());
+    for (c, report) in contrib.iter().zip(&reports) {
+        assert_eq!(c["models_contributed"], 1, "{c}");
+        // What the site measured and signed is what the ledger derives.
+        let e = &report[0]["evaluation"];
+        assert_eq!(report[0]["evaluation_accepted"], true, "{report}");
+        assert_eq!(c["evaluations"], 1, "{c}");
+        assert_eq!(
+            c["gain_received_ppm"].as_i64().unwrap(),
+            e["global_accuracy_ppm"].as_i64().unwrap() - e["local_accuracy_ppm"].as_i64().unwrap(),
+            "{c} {e}"
+        );
+        assert!(c["gain_brought_ppm"].is_i64(), "{c}");
+    }
+    // Each site's gain brought is what the other site's vote lost without its trees.
+    for (i, c) in contrib.iter().enumerate() {
+        let other = &reports[1 - i][0]["evaluation"];
+        let without = other["without"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w[0] == c["site"])
+            .unwrap()[1]
+            .as_i64()
+            .unwrap();
+        assert_eq!(
+            c["gain_brought_ppm"].as_i64().unwrap(),
+            other["vote_accuracy_ppm"].as_i64().unwrap() - without,
+            "{c} {other}"
+        );
+    }
+    let text = c.dir.ok(&["ledger", "contributions", "--file", s(&export)]);
+    assert!(text.contains("records verified"), "{text}");
+    assert!(text.contains("gain brought"), "{text}");
+    // A live node gives the same contributions.
+    let live = c.ok("contributions", "site-b", &c.url(2), &["--json"]);
+    let live: Value = serde_json::from_str(&live).unwrap();
+    let accepted = |v: &Value| -> Vec<(String, u64)> {
+        v["contributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let site = c["site"].as_str().unwrap().to_string();
+                (site, c["trees_accepted"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    assert_eq!(accepted(&live), accepted(&v), "{live}");
+    // With no source, or two, clap says what to give.
+    let none = vec!["ledger", "contributions", "--json"];
+    let both = vec![
+        "ledger",
+        "contributions",
+        "--file",
+        s(&export),
+        "--pki",
+        "pki",
+        "--name",
+        "site-a",
+        "--node",
+        &all,
+    ];
+    for args in [none, both] {
+        let out = c.dir.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--file <FILE>"), "{err}");
+        assert!(err.contains("--node <NODE>"), "{err}");
+    }
 
     // A model that is not the recorded one is named as such.
     let mut bytes = std::fs::read(&global).unwrap();

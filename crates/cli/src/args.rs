@@ -806,6 +806,33 @@ pub enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Each site's contributions, from an export file or one live node, after checking the ledger
+    /// through its rules: models contributed, rounds and trees accepted, training rows,
+    /// evaluations, the validation gain its trees brought to the other sites and the one the
+    /// global models brought to it.
+    ///
+    /// Give either an export file (`--file`) or a live node to read (`--pki`, `--name`, `--node`:
+    /// the first node given is read).
+    #[command(
+        override_usage = "fedids ledger contributions --file <FILE> [--json]\n       \
+                          fedids ledger contributions --pki <DIR> --name <NAME> --node <NODE> [--json]"
+    )]
+    Contributions {
+        /// The export file (`ledger export`), instead of a live node.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "LedgerClientArgs",
+            conflicts_with = "LedgerClientArgs"
+        )]
+        file: Option<PathBuf>,
+        /// A live node to read instead (the first `--node`).
+        #[command(flatten)]
+        client: Option<LedgerClientArgs>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare the tree heads of every node given: a node whose history differs is named.
     Heads {
         #[command(flatten)]

@@ -50,17 +50,40 @@ pub struct Contribution {
     pub validation_accuracy_ppm: u32,
 }
 
-/// Trees of one site kept in a global model, and the validation gain they brought.
+/// Trees of one site kept in a global model (their validation gain comes from the sites'
+/// [`Evaluation`]s).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {
     /// The site.
     pub site: String,
     /// Its trees in the global model.
     pub n_trees: u32,
-    /// Change of the site's validation accuracy from its own forest to the global model, in
-    /// parts per million (negative when the global model is worse there); `None` when the
-    /// aggregation did not measure it.
-    pub validation_gain_ppm: Option<i64>,
+}
+
+/// A site's measurement of a round's global model on its own validation rows (by the site
+/// itself, after it verified the model): what the global model is worth there, and what each
+/// contributing site's trees are worth in it. The basis of [`crate::contrib`]'s validation gains.
+///
+/// Accuracies are in parts per million. `vote_accuracy_ppm` and `without` use one simple,
+/// strategy-independent rule, a plain majority vote of the global model's trees (lowest class on
+/// ties), so that removing a site's trees is measured the same way whatever the merge strategy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// The round.
+    pub round: u64,
+    /// SHA-256 of the global model measured (the round's recorded aggregation output).
+    pub global_sha256: Hash,
+    /// Validation rows measured on.
+    pub n_rows: u64,
+    /// Accuracy of the site's own forest of the round.
+    pub local_accuracy_ppm: u32,
+    /// Accuracy of the global model, as it predicts.
+    pub global_accuracy_ppm: u32,
+    /// Accuracy of a majority vote of all the global model's trees.
+    pub vote_accuracy_ppm: u32,
+    /// `(site, accuracy)`: the majority vote without that site's trees, for every site with
+    /// trees in the global model, sorted by site.
+    pub without: Vec<(String, u32)>,
 }
 
 /// The result of merging a round's contributions.
@@ -123,6 +146,8 @@ pub enum Body {
         /// Why.
         reason: String,
     },
+    /// A site's measurement of a round's global model (by the site itself).
+    Evaluation(Evaluation),
 }
 
 impl Body {
@@ -135,6 +160,7 @@ impl Body {
             Body::Aggregation(_) => "aggregation",
             Body::IntelPublication { .. } => "intel publication",
             Body::KeyRevocation { .. } => "key revocation",
+            Body::Evaluation(_) => "evaluation",
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The ledger as a state machine: every entry is checked against everything before it.
 //!
 //! [`Ledger::append`] is the one gate for a new signed entry: format version, the author's
-//! registered and unrevoked key, the signature, what the author's role allows, and replays; it
-//! then wraps the entry in a [`Record`] at the next position, chained to the previous record.
+//! registered and unrevoked key, the signature, what the author's role allows, the entry's
+//! consistency with what is recorded (aggregation inputs that match contributions, evaluations of
+//! a round's recorded global model), and replays; it then wraps the entry in a [`Record`] at the
+//! next position, chained to the previous record.
 //! [`Ledger::from_encoded`] runs the same gate over stored records, checking their positions and
 //! chain too, so a verifier and a node can never disagree about what a valid ledger is, and an
 //! error names the first bad record.
@@ -15,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::entry::ENTRY_VERSION;
 use crate::entry::{
-    Aggregation, Body, Contribution, DecodeError, Entry, Record, Role, UnsignedEntry,
+    Aggregation, Body, Contribution, DecodeError, Entry, Evaluation, Record, Role, UnsignedEntry,
 };
 use crate::merkle::{leaf_hash, Hash, MerkleError, MerkleLog};
 
@@ -98,6 +100,7 @@ pub struct Ledger {
     seen: BTreeSet<Hash>,
     contributions: BTreeMap<(u64, String), Contribution>,
     aggregations: BTreeMap<u64, Aggregation>,
+    evaluations: BTreeMap<(u64, String), Evaluation>,
 }
 
 fn content_hash(author: &str, body: &Body) -> Hash {
@@ -168,6 +171,11 @@ impl Ledger {
     /// Recorded aggregations by round.
     pub fn aggregations(&self) -> &BTreeMap<u64, Aggregation> {
         &self.aggregations
+    }
+
+    /// Recorded evaluations of global models by (round, evaluating site).
+    pub fn evaluations(&self) -> &BTreeMap<(u64, String), Evaluation> {
+        &self.evaluations
     }
 
     /// The Merkle log over the entries' bytes.
@@ -245,6 +253,10 @@ impl Ledger {
                 if let Some(k) = self.keys.get_mut(name) {
                     k.revoked_at = Some(index);
                 }
+            }
+            Body::Evaluation(e) => {
+                self.evaluations
+                    .insert((e.round, u.author.clone()), e.clone());
             }
         }
         self.seen.insert(content);
@@ -381,6 +393,13 @@ impl Ledger {
                     }
                 }
             }
+            Body::Evaluation(e) => {
+                if role != Role::Site {
+                    return Err(not_allowed());
+                }
+                self.check_evaluation(&u.author, e)
+                    .map_err(|m| fail(Refusal::Invalid(m)))?;
+            }
         }
         let content = content_hash(&u.author, &u.body);
         if self.seen.contains(&content) {
@@ -418,6 +437,60 @@ impl Ledger {
                 return Err(format!(
                     "accepted trees of '{}', which is not an input",
                     acc.site
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_evaluation(&self, author: &str, e: &Evaluation) -> Result<(), String> {
+        let round = e.round;
+        let Some(a) = self.aggregations.get(&round) else {
+            return Err(format!(
+                "evaluation of round {round}, which has no recorded aggregation"
+            ));
+        };
+        if a.output_sha256 != e.global_sha256 {
+            return Err(format!(
+                "evaluation of round {round} measured a model that is not the round's recorded \
+                 global model (the aggregation's output)"
+            ));
+        }
+        if self.evaluations.contains_key(&(round, author.to_string())) {
+            return Err(format!("'{author}' already evaluated round {round}"));
+        }
+        if e.n_rows == 0 {
+            return Err(format!(
+                "evaluation of round {round} measured no validation rows"
+            ));
+        }
+        let accuracies = [
+            ("local accuracy", e.local_accuracy_ppm),
+            ("global accuracy", e.global_accuracy_ppm),
+            ("majority-vote accuracy", e.vote_accuracy_ppm),
+        ];
+        if let Some((what, ppm)) = accuracies.iter().find(|(_, ppm)| *ppm > 1_000_000) {
+            return Err(format!(
+                "evaluation of round {round}: {what} of {ppm} ppm is above 1,000,000"
+            ));
+        }
+        if let Some((site, ppm)) = e.without.iter().find(|(_, ppm)| *ppm > 1_000_000) {
+            return Err(format!(
+                "evaluation of round {round}: majority-vote accuracy without '{site}' of {ppm} \
+                 ppm is above 1,000,000"
+            ));
+        }
+        if e.without.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(format!(
+                "evaluation of round {round}: the accuracies without each site must be sorted by \
+                 site, without repeats"
+            ));
+        }
+        for (site, _) in &e.without {
+            if !a.inputs.iter().any(|(s, _)| s == site) {
+                return Err(format!(
+                    "evaluation of round {round} measures the global model without '{site}', \
+                     which is not an input of the round's aggregation"
                 ));
             }
         }

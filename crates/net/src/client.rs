@@ -12,9 +12,9 @@ use tonic::{Status, Streaming};
 
 use crate::proto::federation_client::FederationClient;
 use crate::proto::{
-    AwaitRoundRequest, CandidateChunk, CandidatesRequest, ChunkTrailer, FetchGlobalRequest,
-    HealthReply, HealthRequest, JoinReply, JoinRequest, ModelChunk, RoundOpen, ScoreAck,
-    ScoreReport, UploadReply,
+    AwaitRoundRequest, CandidateChunk, CandidatesRequest, ChunkTrailer, EvaluationAck,
+    EvaluationReport, FetchGlobalRequest, HealthReply, HealthRequest, JoinReply, JoinRequest,
+    ModelChunk, RoundOpen, ScoreAck, ScoreReport, UploadReply,
 };
 use crate::server::{Candidates, SignedModel};
 use crate::signing::{model_hash, sign_model, verify_global};
@@ -104,6 +104,14 @@ impl SiteClient {
         Ok(self.inner.submit_scores(report).await?.into_inner())
     }
 
+    /// Calls `SubmitEvaluation`.
+    pub async fn submit_evaluation(
+        &mut self,
+        report: EvaluationReport,
+    ) -> Result<EvaluationAck, Status> {
+        Ok(self.inner.submit_evaluation(report).await?.into_inner())
+    }
+
     /// Downloads the global model of `round` and verifies it: chunk order, at most `max_bytes`,
     /// its hash, and the signature over (round id, nonce, hash) of the coordinator that signed
     /// it, which must be one of `coordinator_keys` (by name).
@@ -149,7 +157,7 @@ pub fn signed_chunks(
 ) -> Vec<ModelChunk> {
     let hash = model_hash(model);
     let signature = sign_model(key, round.round_id, &round.nonce, &hash);
-    model_chunks(round.round_id, site_id, model, hash, &signature)
+    model_chunks(round.round_id, site_id, model, hash, &signature, &[])
 }
 
 /// Splits a signed model into chunks of [`CHUNK_BYTES`]; the last one carries hash and signature.
@@ -159,6 +167,7 @@ pub fn model_chunks(
     model: &[u8],
     hash: [u8; 32],
     signature: &[u8],
+    sources: &[String],
 ) -> Vec<ModelChunk> {
     let mut pieces: Vec<&[u8]> = model.chunks(CHUNK_BYTES).collect();
     if pieces.is_empty() {
@@ -177,6 +186,7 @@ pub fn model_chunks(
             trailer: (idx + 1 == n_pieces).then(|| ChunkTrailer {
                 model_sha256: hash.to_vec(),
                 signature: signature.to_vec(),
+                sources: sources.to_vec(),
             }),
         })
         .collect()
@@ -335,6 +345,7 @@ async fn receive_global(
                 model,
                 model_sha256: hash,
                 signature: trailer.signature,
+                sources: trailer.sources,
             });
         }
     }

@@ -25,9 +25,9 @@ use tracing::{debug, info, warn};
 use crate::client::{candidate_chunks, model_chunks};
 use crate::proto::federation_server::{Federation, FederationServer};
 use crate::proto::{
-    AwaitRoundRequest, CandidateChunk, CandidatesRequest, FetchGlobalRequest, HealthReply,
-    HealthRequest, JoinReply, JoinRequest, ModelChunk, RoundOpen, ScoreAck, ScoreReport, TreeRef,
-    UploadReply,
+    AwaitRoundRequest, CandidateChunk, CandidatesRequest, EvaluationAck, EvaluationReport,
+    FetchGlobalRequest, HealthReply, HealthRequest, JoinReply, JoinRequest, ModelChunk, RoundOpen,
+    ScoreAck, ScoreReport, TreeRef, UploadReply,
 };
 use crate::signing::{hex, verify_model};
 use crate::PROTOCOL_VERSION;
@@ -86,6 +86,8 @@ pub struct SignedModel {
     pub model_sha256: [u8; 32],
     /// Ed25519 signature.
     pub signature: Vec<u8>,
+    /// A global model: the merged sites, in the order its tree sources number them.
+    pub sources: Vec<String>,
 }
 
 /// The round logic behind the wire. Every `site` argument is the authenticated certificate name;
@@ -112,6 +114,12 @@ pub trait Rounds: Send + Sync + 'static {
     async fn submit_scores(&self, site: &str, report: ScoreReport) -> Result<ScoreAck, Status>;
     /// The signed global model of `round_id`, once merged.
     async fn fetch_global(&self, site: &str, round_id: u64) -> Result<SignedModel, Status>;
+    /// Records a site's signed evaluation of a round's global model.
+    async fn submit_evaluation(
+        &self,
+        site: &str,
+        report: EvaluationReport,
+    ) -> Result<EvaluationAck, Status>;
 }
 
 /// The simplest [`Rounds`]: one fixed open round whose accepted uploads go to a channel; the
@@ -187,6 +195,14 @@ impl Rounds for FixedRound {
     }
 
     async fn fetch_global(&self, _site: &str, _round_id: u64) -> Result<SignedModel, Status> {
+        Err(Status::unimplemented("a fixed round has no global model"))
+    }
+
+    async fn submit_evaluation(
+        &self,
+        _site: &str,
+        _report: EvaluationReport,
+    ) -> Result<EvaluationAck, Status> {
         Err(Status::unimplemented("a fixed round has no global model"))
     }
 }
@@ -376,6 +392,23 @@ impl Federation for CoordinatorService {
         Ok(Response::new(ack))
     }
 
+    async fn submit_evaluation(
+        &self,
+        request: Request<EvaluationReport>,
+    ) -> Result<Response<EvaluationAck>, Status> {
+        let site = peer_site(&request)?;
+        let msg = request.into_inner();
+        check_version(msg.protocol_version)?;
+        check_site_field(&msg.site_id, &site)?;
+        let ack = log_refusal(
+            "evaluation",
+            &site,
+            self.rounds.submit_evaluation(&site, msg).await,
+        )?;
+        info!(site = %site, round = ack.round_id, "evaluation accepted");
+        Ok(Response::new(ack))
+    }
+
     type FetchGlobalStream = ChunkStream<ModelChunk>;
 
     async fn fetch_global(
@@ -396,6 +429,7 @@ impl Federation for CoordinatorService {
             &global.model,
             global.model_sha256,
             &global.signature,
+            &global.sources,
         );
         Ok(Response::new(Box::pin(tokio_stream::iter(
             chunks.into_iter().map(Ok),

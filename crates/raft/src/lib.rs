@@ -46,11 +46,43 @@ pub use client::{NodeStatus, RaftClient, LEADER_ADDR_HEADER, LEADER_ID_HEADER};
 /// Largest gRPC message sent or accepted (Raft batches and snapshot chunks, JSON-encoded).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// An opaque entry as openraft carries it. Raft messages and the log store openraft's types as
+/// JSON; a plain `Vec<u8>` would be a JSON array of numbers (about 3.6 bytes per byte), so the
+/// payload travels as one base64 string (4 bytes per 3) in human-readable formats.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Payload(pub Vec<u8>);
+
+impl serde::Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        if s.is_human_readable() {
+            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
+        use base64::Engine as _;
+        if d.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .map(Payload)
+                .map_err(serde::de::Error::custom)
+        } else {
+            <Vec<u8>>::deserialize(d).map(Payload)
+        }
+    }
+}
+
 openraft::declare_raft_types!(
     /// openraft type configuration: u64 node ids, nodes with an address (`https://host:port`),
     /// opaque byte entries whose response is the entry's position in the application log.
     pub TypeConfig:
-        D = Vec<u8>,
+        D = Payload,
         R = u64,
         NodeId = u64,
         Node = BasicNode,
@@ -407,7 +439,7 @@ impl RaftNode {
             if let Some(admit) = &self.admission {
                 (admit.0)(&entry).map_err(Error::Refused)?;
             }
-            match self.raft.client_write(entry).await {
+            match self.raft.client_write(Payload(entry)).await {
                 Ok(r) => Ok(r.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     Err(Error::NotLeader {
@@ -429,7 +461,7 @@ impl RaftNode {
                 (admit.0)(&entry).map_err(Error::Refused)?;
             }
         }
-        let forward = match self.raft.client_write(entry.clone()).await {
+        let forward = match self.raft.client_write(Payload(entry.clone())).await {
             Ok(r) => return Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => f,
             Err(e) => return Err(Error::Raft(e.to_string())),
@@ -540,5 +572,23 @@ impl Drop for RaftNode {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod payload_tests {
+    use super::Payload;
+
+    #[test]
+    fn payloads_travel_as_base64_in_json() {
+        let p = Payload((0..=255u8).collect());
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.starts_with('"') && json.len() < 2 * 256, "{json}");
+        assert_eq!(serde_json::from_str::<Payload>(&json).unwrap(), p);
+        let empty = serde_json::to_string(&Payload::default()).unwrap();
+        assert_eq!(empty, "\"\"");
+        let err = serde_json::from_str::<Payload>("\"not base64!\"").unwrap_err();
+        assert!(err.to_string().contains("Invalid"), "{err}");
+        assert!(serde_json::from_str::<Payload>("[1,2,3]").is_err());
     }
 }

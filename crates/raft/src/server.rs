@@ -97,7 +97,11 @@ impl RaftService for Service {
                 (admit.0)(&entry).map_err(Status::invalid_argument)?;
             }
         }
-        let result = tokio::time::timeout(self.write_timeout, self.raft.client_write(entry)).await;
+        let result = tokio::time::timeout(
+            self.write_timeout,
+            self.raft.client_write(crate::Payload(entry)),
+        )
+        .await;
         match result {
             Err(_) => Err(Status::deadline_exceeded(format!(
                 "entry not committed within {:?}",

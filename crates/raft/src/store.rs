@@ -406,7 +406,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     match entry.payload {
                         EntryPayload::Blank => responses.push(next),
                         EntryPayload::Normal(data) => {
-                            sm.insert(next, data.as_slice())?;
+                            sm.insert(next, data.0.as_slice())?;
                             responses.push(next);
                             next += 1;
                         }

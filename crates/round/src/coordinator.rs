@@ -16,7 +16,8 @@ use fedids_federation::{
 };
 use fedids_forest::{model as forest_model, Forest, TreeScore};
 use fedids_net::proto::{
-    JoinReply, JoinRequest, RoundOpen, ScoreAck, ScoreReport, TreeRef, UploadReply,
+    EvaluationAck, EvaluationReport, JoinReply, JoinRequest, RoundOpen, ScoreAck, ScoreReport,
+    TreeRef, UploadReply,
 };
 use fedids_net::server::{check_join_key, Candidates, ReceivedModel, Rounds, SignedModel};
 use fedids_net::signing::{hex, model_hash, sign_global};
@@ -565,7 +566,6 @@ impl Coordinator {
                     site: s.clone(),
                     n_trees: accepted.get(s).copied().unwrap_or(0),
                     // Not measured yet: sites evaluate the global model after the merge.
-                    validation_gain_ppm: None,
                 })
                 .collect(),
         };
@@ -580,14 +580,24 @@ impl Coordinator {
         Ok(entries)
     }
 
+    /// Waits (at most [`CoordinatorConfig::fetch_grace`]) until every merged site fetched the
+    /// global model and sent its evaluation.
     async fn wait_for_fetches(&self) {
         let deadline = Instant::now() + self.cfg.fetch_grace;
         let mut rx = self.changed.subscribe();
         loop {
+            // Sites evaluate the model right after fetching it.
             let all = {
                 let st = self.lock().await;
-                match st.round.as_ref().and_then(|r| r.global.as_ref()) {
-                    Some(g) => g.merged_sites.iter().all(|s| st.fetched.contains(s)),
+                match st
+                    .round
+                    .as_ref()
+                    .and_then(|r| Some((r, r.global.as_ref()?)))
+                {
+                    Some((r, g)) => g
+                        .merged_sites
+                        .iter()
+                        .all(|s| st.fetched.contains(s) && r.evaluations.contains_key(s)),
                     None => true,
                 }
             };
@@ -736,6 +746,61 @@ fn check_contribution(
         return Err("its tree or row count differs from the upload and scores".into());
     }
     Ok(())
+}
+
+/// Checks a site's evaluation entry against the round it measures; returns the entry.
+fn check_evaluation(
+    bytes: &[u8],
+    site: &str,
+    record: &RoundRecord,
+    key: &VerifyingKey,
+) -> Result<fedids_ledger::Entry, String> {
+    let entry = fedids_ledger::Entry::decode(bytes).map_err(|e| e.to_string())?;
+    if entry.unsigned.author != site {
+        return Err(format!("authored by '{}'", entry.unsigned.author));
+    }
+    if !entry.signature_ok(&key.to_bytes()) {
+        return Err("bad signature".into());
+    }
+    let fedids_ledger::Body::Evaluation(e) = &entry.unsigned.body else {
+        return Err(format!(
+            "a {}, not an evaluation",
+            entry.unsigned.body.kind()
+        ));
+    };
+    let Some(global) = &record.global else {
+        return Err(format!("round {} has no global model yet", record.id));
+    };
+    if e.round != record.id || hex(&e.global_sha256) != global.hash {
+        return Err(format!(
+            "it names round {} and model {}, round {}'s global model is {}",
+            e.round,
+            hex(&e.global_sha256),
+            record.id,
+            global.hash
+        ));
+    }
+    let ppm = [
+        e.local_accuracy_ppm,
+        e.global_accuracy_ppm,
+        e.vote_accuracy_ppm,
+    ];
+    if e.n_rows == 0
+        || ppm
+            .iter()
+            .chain(e.without.iter().map(|(_, a)| a))
+            .any(|&a| a > 1_000_000)
+    {
+        return Err("accuracies must be at most 1,000,000 ppm, over at least one row".into());
+    }
+    if e.without.windows(2).any(|w| w[0].0 >= w[1].0)
+        || e.without
+            .iter()
+            .any(|(s, _)| !global.merged_sites.contains(s))
+    {
+        return Err("it must name merged sites, sorted, once each".into());
+    }
+    Ok(entry)
 }
 
 /// The candidate model file for `site`: every candidate tree of another site, in candidate order.
@@ -1057,6 +1122,60 @@ impl Rounds for Coordinator {
         })
     }
 
+    async fn submit_evaluation(
+        &self,
+        site: &str,
+        report: EvaluationReport,
+    ) -> Result<EvaluationAck, Status> {
+        let key =
+            *self.cfg.site_keys.get(site).ok_or_else(|| {
+                Status::permission_denied(format!("site '{site}' is not registered"))
+            })?;
+        let mut st = self.lock().await;
+        let r = st
+            .round
+            .as_mut()
+            .filter(|r| r.id == report.round_id && r.phase == Phase::Merged)
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "evaluation of round {} refused: not the current, merged round",
+                    report.round_id
+                ))
+            })?;
+        if r.evaluations.contains_key(site) {
+            return Err(Status::already_exists(format!(
+                "site '{site}' already evaluated round {}",
+                r.id
+            )));
+        }
+        let in_merge = r
+            .global
+            .as_ref()
+            .is_some_and(|g| g.merged_sites.iter().any(|s| s == site));
+        if !in_merge {
+            return Err(Status::failed_precondition(format!(
+                "site '{site}' is not among round {}'s merged sites",
+                r.id
+            )));
+        }
+        let entry = check_evaluation(&report.ledger_entry, site, r, &key)
+            .map_err(|e| Status::invalid_argument(format!("evaluation refused: {e}")))?;
+        if let Some(ledger) = &self.ledger {
+            ledger.record(&entry).await.map_err(|e| {
+                Status::unavailable(format!("the ledger did not record the evaluation: {e}"))
+            })?;
+        }
+        r.evaluations.insert(site.to_string(), report.ledger_entry);
+        if let Err(e) = self.persist(r, None).await {
+            r.evaluations.remove(site);
+            return Err(internal(e));
+        }
+        let round_id = r.id;
+        drop(st);
+        self.notify();
+        Ok(EvaluationAck { round_id })
+    }
+
     async fn fetch_global(&self, site: &str, round_id: u64) -> Result<SignedModel, Status> {
         let meta = self
             .wait_for("the global model is not merged yet", |st| {
@@ -1105,6 +1224,7 @@ impl Rounds for Coordinator {
             model,
             model_sha256: hash,
             signature,
+            sources: global.merged_sites.clone(),
         })
     }
 }

@@ -10,7 +10,10 @@
 use std::sync::{Arc, RwLock};
 
 use ed25519_dalek::VerifyingKey;
-use fedids_net::proto::{JoinReply, JoinRequest, RoundOpen, ScoreAck, ScoreReport, UploadReply};
+use fedids_net::proto::{
+    EvaluationAck, EvaluationReport, JoinReply, JoinRequest, RoundOpen, ScoreAck, ScoreReport,
+    UploadReply,
+};
 use fedids_net::server::{Candidates, ReceivedModel, Rounds, SignedModel};
 use fedids_net::NOT_COORDINATOR;
 use tonic::Status;
@@ -99,5 +102,13 @@ impl Rounds for RoleSwitch {
 
     async fn fetch_global(&self, site: &str, round_id: u64) -> Result<SignedModel, Status> {
         self.get()?.fetch_global(site, round_id).await
+    }
+
+    async fn submit_evaluation(
+        &self,
+        site: &str,
+        report: EvaluationReport,
+    ) -> Result<EvaluationAck, Status> {
+        self.get()?.submit_evaluation(site, report).await
     }
 }

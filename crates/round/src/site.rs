@@ -26,7 +26,7 @@ use fedids_data::{load_path, load_path_with_schema, Dataset, FeatureMatrix, Load
 use fedids_federation::{category_support, decode_global, local_split, GlobalModel};
 use fedids_forest::{model as forest_model, Forest, ForestParams, Metrics};
 use fedids_net::client::{signed_chunks, SiteClient};
-use fedids_net::proto::{RoundOpen, ScoreReport, TreeScore as WireScore};
+use fedids_net::proto::{EvaluationReport, RoundOpen, ScoreReport, TreeScore as WireScore};
 use fedids_net::signing::hex;
 use fedids_net::tls::client_channel;
 use fedids_net::{NOT_COORDINATOR, PROTOCOL_VERSION, STILL_WAITING};
@@ -177,8 +177,96 @@ pub struct SiteRoundReport {
     /// Size of the candidate model file received for scoring (0 when only own trees are scored).
     pub candidate_bytes: usize,
     /// Milliseconds per step: `wait_round`, `train`, `upload`, `wait_candidates`, `scoring`,
-    /// `wait_global`, `fetch`.
+    /// `wait_global`, `fetch`, `evaluate`.
     pub ms: std::collections::BTreeMap<String, u64>,
+    /// The site's measurement of the global model on its validation rows, as it signed it
+    /// (`None` without validation rows).
+    pub evaluation: Option<fedids_ledger::Evaluation>,
+    /// Whether the coordinator accepted the evaluation.
+    pub evaluation_accepted: bool,
+}
+
+/// Accuracy in parts per million.
+fn ppm(correct: usize, n: usize) -> u32 {
+    if n == 0 {
+        0
+    } else {
+        (correct as u64 * 1_000_000 / n as u64) as u32
+    }
+}
+
+/// Accuracy (ppm) of a plain majority vote of the trees `keep` admits, from each tree's
+/// predictions (`[tree][row]`); ties go to the lowest class, and no tree at all predicts class 0.
+fn vote_accuracy_ppm(votes: &[Vec<u32>], keep: impl Fn(usize) -> bool, y: &[u32]) -> u32 {
+    let n_classes = votes
+        .iter()
+        .flatten()
+        .chain(y)
+        .max()
+        .map_or(1, |&c| c as usize + 1);
+    let mut tally = vec![0u32; n_classes];
+    let mut correct = 0;
+    for (row, &truth) in y.iter().enumerate() {
+        tally.iter_mut().for_each(|t| *t = 0);
+        for (t, tree) in votes.iter().enumerate() {
+            if keep(t) {
+                tally[tree[row] as usize] += 1;
+            }
+        }
+        let mut best = 0;
+        for (c, &v) in tally.iter().enumerate() {
+            if v > tally[best] {
+                best = c;
+            }
+        }
+        correct += usize::from(best as u32 == truth);
+    }
+    ppm(correct, y.len())
+}
+
+/// The site's evaluation of a global model on its validation rows: its own forest's accuracy,
+/// the global model's, a majority vote of all its trees, and that vote without each source
+/// site's trees (`sources` names the sites the model's tree sources number).
+pub fn evaluate_global(
+    round: u64,
+    global_sha256: [u8; 32],
+    global: &GlobalModel,
+    local_pred: &[u32],
+    sources: &[String],
+    x: &FeatureMatrix,
+    y: &[u32],
+) -> Result<fedids_ledger::Evaluation, String> {
+    let correct = |pred: &[u32]| pred.iter().zip(y).filter(|(p, t)| p == t).count();
+    let global_pred = global.predict(x).map_err(|e| e.to_string())?;
+    let votes = global
+        .forest()
+        .tree_predictions(x)
+        .map_err(|e| e.to_string())?;
+    let origin: Vec<u32> = global.sources().iter().map(|s| s.site.0).collect();
+    let mut present: Vec<u32> = origin.clone();
+    present.sort_unstable();
+    present.dedup();
+    let mut without = Vec::with_capacity(present.len());
+    for id in present {
+        let name = sources.get(id as usize).ok_or_else(|| {
+            format!(
+                "the global model names source {id}, but the coordinator named {} sites",
+                sources.len()
+            )
+        })?;
+        let acc = vote_accuracy_ppm(&votes, |t| origin.get(t) != Some(&id), y);
+        without.push((name.clone(), acc));
+    }
+    without.sort();
+    Ok(fedids_ledger::Evaluation {
+        round,
+        global_sha256,
+        n_rows: y.len() as u64,
+        local_accuracy_ppm: ppm(correct(local_pred), y.len()),
+        global_accuracy_ppm: ppm(correct(&global_pred), y.len()),
+        vote_accuracy_ppm: vote_accuracy_ppm(&votes, |_| true, y),
+        without,
+    })
 }
 
 /// What the site reports as it goes (progress bars live at the caller).
@@ -591,11 +679,7 @@ async fn run_round(
     // it on the ledger as it is, so the site cannot later deny the model, nor anyone forge it.
     let own_pred = forest.predict(&x_val).map_err(|e| e.to_string())?;
     let correct = own_pred.iter().zip(&y_val).filter(|(p, y)| p == y).count();
-    let accuracy_ppm = if y_val.is_empty() {
-        0
-    } else {
-        (correct as u64 * 1_000_000 / y_val.len() as u64) as u32
-    };
+    let accuracy_ppm = ppm(correct, y_val.len());
     let contribution = fedids_ledger::Ledger::unsigned(
         &cfg.name,
         crate::coordinator::now_ms(),
@@ -658,6 +742,52 @@ async fn run_round(
     }
     ms.insert("fetch".to_string(), ms_since(t));
 
+    // Measure the global model on the validation rows and send the signed numbers.
+    let t = Instant::now();
+    let (evaluation, evaluation_accepted) = if y_val.is_empty() {
+        (None, false)
+    } else {
+        let e = evaluate_global(
+            round_id,
+            signed.model_sha256,
+            &global,
+            &own_pred,
+            &signed.sources,
+            &x_val,
+            &y_val,
+        )
+        .map_err(|e| format!("round {round_id}: evaluating the global model: {e}"))?;
+        let entry = fedids_ledger::Ledger::unsigned(
+            &cfg.name,
+            crate::coordinator::now_ms(),
+            fedids_ledger::Body::Evaluation(e.clone()),
+        )
+        .sign(&cfg.signing_key);
+        let report = EvaluationReport {
+            protocol_version: PROTOCOL_VERSION,
+            round_id,
+            site_id: cfg.name.clone(),
+            ledger_entry: entry.encode(),
+        };
+        let sent = client
+            .call("submit evaluation", cfg.timeout, |mut c| {
+                let report = report.clone();
+                async move { c.submit_evaluation(report).await }
+            })
+            .await;
+        let accepted = match sent {
+            Ok(_) => true,
+            Err(s) if s.code() == Code::AlreadyExists => true,
+            // The global model is in hand: a refused evaluation costs the record, not the round.
+            Err(s) => {
+                warn!(round = round_id, reason = %s.message(), "evaluation not accepted");
+                false
+            }
+        };
+        (Some(e), accepted)
+    };
+    ms.insert("evaluate".to_string(), ms_since(t));
+
     // Compare the local forest and the global model on the same rows, through the detector.
     let local_model = ActiveModel::Local(forest.clone());
     let global_model = ActiveModel::Global(Arc::new(global));
@@ -706,6 +836,8 @@ async fn run_round(
         global_bytes: signed.model.len(),
         candidate_bytes,
         ms,
+        evaluation,
+        evaluation_accepted,
     })
 }
 
@@ -717,4 +849,23 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn majority_vote_accuracy_counts_kept_trees_and_breaks_ties_low() {
+        // Three trees, four rows.
+        let votes = vec![vec![0, 1, 1, 2], vec![0, 1, 0, 2], vec![1, 0, 0, 1]];
+        let y = [0, 1, 0, 2];
+        assert_eq!(vote_accuracy_ppm(&votes, |_| true, &y), 1_000_000);
+        // Trees 0 and 2 only: row 0 ties 0/1 -> 0 (right), row 1 ties 1/0 -> 0 (wrong),
+        // row 2 ties 1/0 -> 0 (right), row 3 ties 2/1 -> 1 (wrong).
+        assert_eq!(vote_accuracy_ppm(&votes, |t| t != 1, &y), 500_000);
+        // No tree: class 0 everywhere.
+        assert_eq!(vote_accuracy_ppm(&votes, |_| false, &y), 500_000);
+        assert_eq!(vote_accuracy_ppm(&votes, |_| true, &[]), 0);
+    }
 }

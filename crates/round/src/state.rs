@@ -154,6 +154,9 @@ pub struct RoundRecord {
     pub phase_ms: BTreeMap<String, u64>,
     /// Model bytes received.
     pub bytes_received: u64,
+    /// Each site's signed evaluation of the global model (ledger entry bytes), once merged.
+    #[serde(default)]
+    pub evaluations: BTreeMap<String, Vec<u8>>,
 }
 
 /// What the coordinator must do next with a round.
@@ -229,6 +232,7 @@ impl RoundRecord {
             global: None,
             phase_ms: BTreeMap::new(),
             bytes_received: 0,
+            evaluations: BTreeMap::new(),
         }
     }
 

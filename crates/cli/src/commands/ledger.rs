@@ -1,10 +1,11 @@
-//! `fedids ledger`: the ledger's client side: genesis, publications, exports, audits.
+//! `fedids ledger`: the ledger's client side: genesis, publications, exports, audits, and each
+//! site's contributions.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
-use fedids_ledger::contrib::contributions;
+use fedids_ledger::contrib::{contributions, SiteContribution};
 use fedids_ledger::{export, Body, Entry, Ledger, Record, Role};
 use fedids_net::pki::PkiDir;
 use fedids_node::LedgerView;
@@ -215,15 +216,7 @@ pub fn run(command: LedgerCommand) -> Result<()> {
             json,
         } => {
             let (ledger, file) = match (&file, &state) {
-                (Some(file), _) => {
-                    let bytes = std::fs::read(file)
-                        .with_context(|| format!("cannot read {}", file.display()))?;
-                    let records =
-                        export::decode(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-                    let ledger = Ledger::from_encoded(&records)
-                        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
-                    (ledger, file.clone())
-                }
+                (Some(file), _) => (read_export(file)?, file.clone()),
                 (None, Some(dir)) => (verify_stored(dir)?, dir.clone()),
                 (None, None) => bail!("give --file or --state"),
             };
@@ -307,14 +300,55 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                 for c in contrib {
                     let _ = writeln!(
                         out,
-                        "  {}: {} models contributed, {} trees accepted, validation gain {}",
+                        "  {}: {} models contributed, {} trees accepted, {} evaluations, gain brought to the others {}, gain received {}",
                         c.site,
                         c.models_contributed,
                         c.trees_accepted,
-                        c.validation_gain_ppm
-                            .map_or("not measured".to_string(), |g| format!("{g:+} ppm"))
+                        c.evaluations,
+                        pp(c.gain_brought_ppm),
+                        pp(c.gain_received_ppm)
                     );
                 }
+                crate::ui::emit(&out)?;
+            }
+        }
+        LedgerCommand::Contributions { file, client, json } => {
+            let (ledger, source) = match (&file, &client) {
+                (Some(file), _) => (read_export(file)?, file.display().to_string()),
+                (None, Some(client)) => {
+                    let c = Client::new(client)?;
+                    let url = c.urls[0].clone();
+                    let entries = runtime()?.block_on(c.read_all(&url))?;
+                    // Every applied entry goes through the ledger's gate as the view is rebuilt.
+                    let view = LedgerView::rebuild(&entries);
+                    if let Some((position, why)) = view.refused().first() {
+                        tracing::warn!(
+                            refused = view.refused().len(),
+                            "{url}: log entries refused at apply time are not part of the ledger (first at position {position}: {why})"
+                        );
+                    }
+                    (view.ledger().clone(), url)
+                }
+                (None, None) => bail!("give --file, or --pki, --name and --node"),
+            };
+            let contrib = contributions(&ledger);
+            let root = hex(&ledger.merkle().root());
+            if json {
+                let v = json!({
+                    "source": source,
+                    "records": ledger.len(),
+                    "root": root,
+                    "federation": ledger.federation(),
+                    "contributions": contrib,
+                });
+                crate::ui::emit(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+            } else {
+                let mut out = format!(
+                    "{source}: {} records verified; federation '{}', root {root}\n",
+                    ledger.len(),
+                    ledger.federation()
+                );
+                out.push_str(&contributions_table(&contrib));
                 crate::ui::emit(&out)?;
             }
         }
@@ -385,6 +419,77 @@ pub fn run(command: LedgerCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads an export file and checks every record through the ledger's rules; an error names the
+/// file and the first bad record.
+fn read_export(file: &std::path::Path) -> Result<Ledger> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let records = export::decode(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    Ledger::from_encoded(&records).map_err(|e| anyhow!("{}: {e}", file.display()))
+}
+
+/// A gain in ppm of accuracy as signed percentage points (`+1.23 pp`), `n/a` when not measured.
+fn pp(ppm: Option<i64>) -> String {
+    let Some(ppm) = ppm else {
+        return "n/a".into();
+    };
+    let sign = if ppm < 0 { '-' } else { '+' };
+    // 100 ppm is a hundredth of a percentage point; round half away from zero.
+    let hundredths = (ppm.unsigned_abs() + 50) / 100;
+    format!("{sign}{}.{:02} pp", hundredths / 100, hundredths % 100)
+}
+
+/// The contributions as an aligned text table, one row per site.
+fn contributions_table(contrib: &[SiteContribution]) -> String {
+    if contrib.is_empty() {
+        return "no site has contributed yet\n".into();
+    }
+    let header = [
+        "site",
+        "models",
+        "rounds accepted",
+        "trees accepted",
+        "train rows",
+        "evaluations",
+        "gain brought",
+        "gain received",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 8]> = contrib
+        .iter()
+        .map(|c| {
+            [
+                c.site.clone(),
+                c.models_contributed.to_string(),
+                c.rounds_accepted.to_string(),
+                c.trees_accepted.to_string(),
+                c.train_rows.to_string(),
+                c.evaluations.to_string(),
+                pp(c.gain_brought_ppm),
+                pp(c.gain_received_ppm),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = format!("{:<w$}", row[0], w = widths[0]);
+        for (cell, w) in row.iter().zip(widths).skip(1) {
+            let _ = write!(line, "  {cell:>w$}");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push_str(
+        "gain brought: what its trees added to the majority vote on the other sites' validation rows; gain received: the global model against its own forest on its own rows (summed over rounds)\n",
+    );
+    out
 }
 
 /// Records TAXII publications on the ledger, signed by the server's identity.
@@ -503,4 +608,50 @@ fn verify_stored(dir: &std::path::Path) -> Result<Ledger> {
         );
     }
     Ok(view.ledger().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gains_read_as_signed_percentage_points() {
+        assert_eq!(pp(None), "n/a");
+        assert_eq!(pp(Some(0)), "+0.00 pp");
+        assert_eq!(pp(Some(12_345)), "+1.23 pp");
+        assert_eq!(pp(Some(12_350)), "+1.24 pp");
+        assert_eq!(pp(Some(-4_499)), "-0.45 pp");
+        assert_eq!(pp(Some(1_000_000)), "+100.00 pp");
+        assert_eq!(pp(Some(-1_000_000)), "-100.00 pp");
+    }
+
+    #[test]
+    fn the_contributions_table_aligns_its_columns() {
+        let row = |site: &str, brought, received| SiteContribution {
+            site: site.into(),
+            models_contributed: 2,
+            rounds_accepted: 2,
+            trees_accepted: 15,
+            train_rows: 123_456,
+            evaluations: 2,
+            gain_brought_ppm: brought,
+            gain_received_ppm: received,
+        };
+        let table = contributions_table(&[
+            row("site-a", Some(9_999), Some(30_000)),
+            row("plant-12", None, Some(-160_000)),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "site      models  rounds accepted  trees accepted  train rows  evaluations  gain brought  gain received"
+        );
+        assert_eq!(
+            lines[1],
+            "site-a         2                2              15      123456            2      +1.00 pp       +3.00 pp"
+        );
+        assert!(lines[2].starts_with("plant-12 "), "{table}");
+        assert!(lines[2].ends_with("n/a      -16.00 pp"), "{table}");
+        assert_eq!(contributions_table(&[]), "no site has contributed yet\n");
+    }
 }
