@@ -833,6 +833,43 @@ pub enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// An RFC 9162 Merkle proof, from an export file or one live node, checked before it is
+    /// printed: that record INDEX is in the ledger (`--inclusion`), or that the ledger of OLD
+    /// records is a prefix of the current one (`--consistency`).
+    #[command(
+        override_usage = "fedids ledger proof (--inclusion <INDEX> | --consistency <OLD>) [--size <N>] --file <FILE> [--json]\n       \
+                          fedids ledger proof (--inclusion <INDEX> | --consistency <OLD>) [--size <N>] --pki <DIR> --name <NAME> --node <NODE> [--json]"
+    )]
+    Proof {
+        /// The export file (`ledger export`), instead of a live node.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "LedgerClientArgs",
+            conflicts_with = "LedgerClientArgs"
+        )]
+        file: Option<PathBuf>,
+        /// A live node to read instead (the first `--node`).
+        #[command(flatten)]
+        client: Option<LedgerClientArgs>,
+        /// Prove that the record at this position is in the ledger.
+        #[arg(
+            long,
+            value_name = "INDEX",
+            required_unless_present = "consistency",
+            conflicts_with = "consistency"
+        )]
+        inclusion: Option<u64>,
+        /// Prove that the ledger of this many records is a prefix of the current one.
+        #[arg(long, value_name = "OLD")]
+        consistency: Option<u64>,
+        /// The tree size the proof is for (default: every record).
+        #[arg(long, value_name = "N")]
+        size: Option<u64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare the tree heads of every node given: a node whose history differs is named.
     Heads {
         #[command(flatten)]

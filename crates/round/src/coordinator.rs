@@ -293,6 +293,7 @@ impl Coordinator {
             if next_id > 1 {
                 // Sites download round r's model before round r + 1 replaces it.
                 self.wait_for_fetches().await;
+                self.refresh_last(&mut done).await;
             }
             // Joins agree the schema; once it is agreed (and stored), a resumed coordinator does
             // not wait for sites that joined its predecessor: the upload deadline covers them.
@@ -302,7 +303,18 @@ impl Coordinator {
             self.open_round(next_id).await?;
         }
         self.wait_for_fetches().await;
+        self.refresh_last(&mut done).await;
         Ok(done)
+    }
+
+    /// Replaces the last reported round with its current record (which holds the evaluations
+    /// that arrived after the merge).
+    async fn refresh_last(&self, done: &mut [RoundRecord]) {
+        if let (Some(last), Some(current)) = (done.last_mut(), &self.lock().await.round) {
+            if last.id == current.id {
+                *last = current.clone();
+            }
+        }
     }
 
     async fn wait_for_joins(&self, deadline: Instant) -> Result<(), String> {

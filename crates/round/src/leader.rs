@@ -112,3 +112,21 @@ impl Rounds for RoleSwitch {
         self.get()?.submit_evaluation(site, report).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_node_without_the_role_sends_sites_elsewhere() {
+        let switch = RoleSwitch::new();
+        assert!(!switch.active());
+        let err = switch.await_round("site-a", 0).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert!(err.message().starts_with(NOT_COORDINATOR), "{err:?}");
+        switch.stand_by("node 2 leads the ledger cluster; the leader is node 1");
+        let err = switch.fetch_global("site-a", 1).await.unwrap_err();
+        assert!(err.message().starts_with(NOT_COORDINATOR), "{err:?}");
+        assert!(err.message().ends_with("the leader is node 1"), "{err:?}");
+    }
+}

@@ -362,9 +362,68 @@ async fn scenario() {
         "more than 64 bytes",
     );
 
+    // Evaluations of the global model: refused from a site outside the merge, for another model,
+    // under another key; accepted once from site-a (which lets the coordinator finish).
+    let evaluation = |hash: [u8; 32], key: &ed25519_dalek::SigningKey, site: &str| {
+        let e = fedids_ledger::Evaluation {
+            round: 1,
+            global_sha256: hash,
+            n_rows: 10,
+            local_accuracy_ppm: 900_000,
+            global_accuracy_ppm: 950_000,
+            vote_accuracy_ppm: 950_000,
+            without: vec![("site-a".to_string(), 500_000)],
+        };
+        fedids_net::proto::EvaluationReport {
+            protocol_version: fedids_net::PROTOCOL_VERSION,
+            round_id: 1,
+            site_id: site.to_string(),
+            ledger_entry: fedids_ledger::Ledger::unsigned(
+                site,
+                0,
+                fedids_ledger::Body::Evaluation(e),
+            )
+            .sign(key)
+            .encode(),
+        }
+    };
+    let good = global.model_sha256;
+    expect(
+        cb.submit_evaluation(evaluation(good, &b.signing_key, "site-b"))
+            .await,
+        Code::FailedPrecondition,
+        "not among round 1's merged sites",
+    );
+    expect(
+        ca_client
+            .submit_evaluation(evaluation([7; 32], &a.signing_key, "site-a"))
+            .await,
+        Code::InvalidArgument,
+        "evaluation refused: it names round 1 and model 0707",
+    );
+    expect(
+        ca_client
+            .submit_evaluation(evaluation(good, &b.signing_key, "site-a"))
+            .await,
+        Code::InvalidArgument,
+        "evaluation refused: bad signature",
+    );
+    ca_client
+        .submit_evaluation(evaluation(good, &a.signing_key, "site-a"))
+        .await
+        .unwrap();
+    expect(
+        ca_client
+            .submit_evaluation(evaluation(good, &a.signing_key, "site-a"))
+            .await,
+        Code::AlreadyExists,
+        "already evaluated round 1",
+    );
+
     let records = driver.await.unwrap().unwrap();
     assert_eq!(records.len(), 1);
     let r = &records[0];
+    assert!(r.evaluations.contains_key("site-a"), "{:?}", r.evaluations);
     assert_eq!(r.phase, Phase::Merged);
     assert_eq!(r.survivors, ["site-a"]);
     assert_eq!(r.missing["site-b"], "no upload before the deadline");

@@ -6,9 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use fedids_ledger::contrib::{contributions, SiteContribution};
+use fedids_ledger::merkle::Hash;
 use fedids_ledger::{export, Body, Entry, Ledger, Record, Role};
 use fedids_net::pki::PkiDir;
-use fedids_node::LedgerView;
+use fedids_node::heads::judge;
+use fedids_node::{LedgerView, PeerOutcome};
 use fedids_raft::{RaftClient, TlsIdentity};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -101,6 +103,119 @@ impl Client {
             }
             out.extend(page);
         }
+    }
+}
+
+/// A node's signed tree head as checked against a ledger, in words.
+fn signed_head(outcome: &PeerOutcome) -> String {
+    match outcome {
+        PeerOutcome::Consistent(h) => format!(
+            "size {} signed by '{}', signature and root verified",
+            h.head.size, h.signer
+        ),
+        PeerOutcome::Ahead(h) => format!(
+            "size {} signed by '{}', ahead of the entries read (not checked)",
+            h.head.size, h.signer
+        ),
+        PeerOutcome::Fork { reason, .. } => format!("FORK: {reason}"),
+        PeerOutcome::Invalid { reason, .. } => format!("not verified: {reason}"),
+        PeerOutcome::Unreachable(e) => format!("unreachable: {e}"),
+    }
+}
+
+/// The ledger of an export file, or of the first node of `client`, checked through the ledger's
+/// rules; with where it came from.
+fn load_ledger(
+    file: Option<&std::path::Path>,
+    client: Option<&LedgerClientArgs>,
+) -> Result<(fedids_ledger::Ledger, String)> {
+    match (file, client) {
+        (Some(file), _) => Ok((read_export(file)?, file.display().to_string())),
+        (None, Some(client)) => {
+            let c = Client::new(client)?;
+            let url = c.urls[0].clone();
+            let entries = runtime()?.block_on(c.read_all(&url))?;
+            // Every applied entry goes through the ledger's gate as the view is rebuilt.
+            let view = LedgerView::rebuild(&entries);
+            if let Some((position, why)) = view.refused().first() {
+                tracing::warn!(
+                    refused = view.refused().len(),
+                    "{url}: log entries refused at apply time are not part of the ledger (first at position {position}: {why})"
+                );
+            }
+            Ok((view.ledger().clone(), url))
+        }
+        (None, None) => bail!("give --file, or --pki, --name and --node"),
+    }
+}
+
+/// An inclusion or consistency proof of `ledger`, verified with the RFC 9162 algorithms before
+/// it is returned (as JSON, hashes in hex).
+fn proof(
+    ledger: &fedids_ledger::Ledger,
+    inclusion: Option<u64>,
+    consistency: Option<u64>,
+    size: Option<u64>,
+) -> Result<serde_json::Value> {
+    use fedids_ledger::merkle::{verify_consistency, verify_inclusion};
+    let merkle = ledger.merkle();
+    let size = size.unwrap_or(ledger.len());
+    if size > ledger.len() {
+        bail!("--size {size}: the ledger holds {} records", ledger.len());
+    }
+    let root = merkle.root_at(size)?;
+    let hexes = |p: &[Hash]| p.iter().map(hex).collect::<Vec<_>>();
+    match (inclusion, consistency) {
+        (Some(index), _) => {
+            if index >= size {
+                bail!(
+                    "--inclusion {index}: the tree of size {size} has records 0 to {}",
+                    size.saturating_sub(1)
+                );
+            }
+            let leaf = *merkle
+                .leaf(index)
+                .ok_or_else(|| anyhow!("record {index} has no leaf"))?;
+            let path = merkle.inclusion_proof(index, size)?;
+            verify_inclusion(&leaf, index, size, &path, &root)
+                .context("the inclusion proof does not verify")?;
+            let u = &ledger.records()[index as usize].entry.unsigned;
+            Ok(json!({
+                "kind": "inclusion",
+                "index": index,
+                "size": size,
+                "leaf_hash": hex(&leaf),
+                "root": hex(&root),
+                "proof": hexes(&path),
+                "record": { "author": u.author, "what": u.body.kind() },
+                "statement": format!(
+                    "record {index} ({} by '{}', leaf {}) is in the tree of size {size} with root {}: {} hashes, verified",
+                    u.body.kind(), u.author, hex(&leaf), hex(&root), path.len()
+                ),
+            }))
+        }
+        (None, Some(old)) => {
+            if old > size {
+                bail!("--consistency {old}: larger than the tree size {size}");
+            }
+            let old_root = merkle.root_at(old)?;
+            let path = merkle.consistency_proof(old, size)?;
+            verify_consistency(old, size, &old_root, &root, &path)
+                .context("the consistency proof does not verify")?;
+            Ok(json!({
+                "kind": "consistency",
+                "old_size": old,
+                "old_root": hex(&old_root),
+                "size": size,
+                "root": hex(&root),
+                "proof": hexes(&path),
+                "statement": format!(
+                    "the tree of size {old} (root {}) is a prefix of the tree of size {size} (root {}): {} hashes, verified",
+                    hex(&old_root), hex(&root), path.len()
+                ),
+            }))
+        }
+        (None, None) => bail!("give --inclusion INDEX or --consistency OLD"),
     }
 }
 
@@ -313,24 +428,7 @@ pub fn run(command: LedgerCommand) -> Result<()> {
             }
         }
         LedgerCommand::Contributions { file, client, json } => {
-            let (ledger, source) = match (&file, &client) {
-                (Some(file), _) => (read_export(file)?, file.display().to_string()),
-                (None, Some(client)) => {
-                    let c = Client::new(client)?;
-                    let url = c.urls[0].clone();
-                    let entries = runtime()?.block_on(c.read_all(&url))?;
-                    // Every applied entry goes through the ledger's gate as the view is rebuilt.
-                    let view = LedgerView::rebuild(&entries);
-                    if let Some((position, why)) = view.refused().first() {
-                        tracing::warn!(
-                            refused = view.refused().len(),
-                            "{url}: log entries refused at apply time are not part of the ledger (first at position {position}: {why})"
-                        );
-                    }
-                    (view.ledger().clone(), url)
-                }
-                (None, None) => bail!("give --file, or --pki, --name and --node"),
-            };
+            let (ledger, source) = load_ledger(file.as_deref(), client.as_ref())?;
             let contrib = contributions(&ledger);
             let root = hex(&ledger.merkle().root());
             if json {
@@ -349,6 +447,26 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                     ledger.federation()
                 );
                 out.push_str(&contributions_table(&contrib));
+                crate::ui::emit(&out)?;
+            }
+        }
+        LedgerCommand::Proof {
+            file,
+            client,
+            inclusion,
+            consistency,
+            size,
+            json,
+        } => {
+            let (ledger, source) = load_ledger(file.as_deref(), client.as_ref())?;
+            let v = proof(&ledger, inclusion, consistency, size)?;
+            if json {
+                crate::ui::emit(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+            } else {
+                let mut out = format!("{source}: {}\n", v["statement"].as_str().unwrap_or(""));
+                for (i, h) in v["proof"].as_array().into_iter().flatten().enumerate() {
+                    let _ = writeln!(out, "  proof[{i}] {}", h.as_str().unwrap_or(""));
+                }
                 crate::ui::emit(&out)?;
             }
         }
@@ -381,9 +499,23 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                     ));
                 }
             }
+            // Each node's signed tree head: its signature (under the key the ledger registers for
+            // it), checked against the ledger it served and against the first node's.
+            let mut signed = Vec::new();
+            for (url, v, st) in &heads {
+                let own = signed_head(&judge(v.ledger(), &st.app_status));
+                if let PeerOutcome::Fork { head, reason } = judge(first.ledger(), &st.app_status) {
+                    forks.push(format!(
+                        "{url} signed a head of size {} that {first_url}'s ledger contradicts ({reason})",
+                        head.head.size
+                    ));
+                }
+                signed.push(own);
+            }
             let rows: Vec<serde_json::Value> = heads
                 .iter()
-                .map(|(url, v, st)| {
+                .zip(&signed)
+                .map(|((url, v, st), signed)| {
                     json!({
                         "node": url,
                         "id": st.id,
@@ -392,6 +524,7 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                         "term": st.term,
                         "size": v.ledger().len(),
                         "root": hex(&v.ledger().merkle().root()),
+                        "signed_head": signed,
                     })
                 })
                 .collect();
@@ -403,12 +536,13 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                 for r in &rows {
                     let _ = writeln!(
                         out,
-                        "{} (node {}, {})  size {}  root {}",
+                        "{} (node {}, {})  size {}  root {}\n    signed head: {}",
                         r["node"].as_str().unwrap_or("?"),
                         r["id"],
                         r["state"].as_str().unwrap_or("?"),
                         r["size"],
-                        r["root"].as_str().unwrap_or("?")
+                        r["root"].as_str().unwrap_or("?"),
+                        r["signed_head"].as_str().unwrap_or("?")
                     );
                 }
                 crate::ui::emit(&out)?;
