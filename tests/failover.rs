@@ -33,19 +33,7 @@ impl Federation {
             dir.ok(&["pki", "issue", n, "--dir", "pki"]);
         }
         // 2,000 NSL-KDD flows per site.
-        let text =
-            std::fs::read_to_string(util::datasets().join("nsl-kdd/KDDTrain+_20Percent.txt"))
-                .unwrap();
-        let lines: Vec<&str> = text.lines().take(6000).collect();
-        for (i, site) in SITES.iter().enumerate() {
-            let rows: String = lines
-                .iter()
-                .skip(i)
-                .step_by(3)
-                .map(|l| format!("{l}\n"))
-                .collect();
-            dir.write(&format!("{site}.csv"), rows.as_bytes());
-        }
+        util::deal_nsl_kdd(&dir, &SITES, 2000);
         let mut f = Federation {
             dir,
             raft_ports: (0..3).map(|_| free_port()).collect(),

@@ -374,18 +374,7 @@ fn a_federation_round_is_recorded_and_an_auditor_can_replay_it() {
     let all = c.urls(&[1, 2, 3]);
     c.genesis("site-a,site-b");
     // Two sites with 2,000 NSL-KDD flows each.
-    let text =
-        std::fs::read_to_string(util::datasets().join("nsl-kdd/KDDTrain+_20Percent.txt")).unwrap();
-    let lines: Vec<&str> = text.lines().take(4000).collect();
-    for (i, site) in ["site-a", "site-b"].iter().enumerate() {
-        let rows: String = lines
-            .iter()
-            .skip(i)
-            .step_by(2)
-            .map(|l| format!("{l}\n"))
-            .collect();
-        c.dir.write(&format!("{site}.csv"), rows.as_bytes());
-    }
+    util::deal_nsl_kdd(&c.dir, &["site-a", "site-b"], 2000);
     let ready = c.dir.path("ready.json");
     let mut coordinator = Proc::start(
         &c.dir,
@@ -623,17 +612,7 @@ fn one_byte_changed_in_a_nodes_stored_ledger_is_named() {
         .json(&["ledger", "verify", "--state", s(&state), "--json"]);
     assert_eq!(v["records"], 6);
     // Change one byte of the publication inside the node's database file.
-    let db = state.join("raft.redb");
-    let mut bytes = std::fs::read(&db).unwrap();
-    let needle = marker.as_bytes();
-    let hits: Vec<usize> = (0..bytes.len() - needle.len())
-        .filter(|&i| &bytes[i..i + needle.len()] == needle)
-        .collect();
-    assert!(!hits.is_empty(), "the entry is stored verbatim");
-    for i in hits {
-        bytes[i] ^= 0x01;
-    }
-    std::fs::write(&db, &bytes).unwrap();
+    flip_stored(&state, marker);
     let err = c.dir.fails(&["ledger", "verify", "--state", s(&state)]);
     assert!(
         err.contains("stored entry 5: bad signature by 'site-a'"),
@@ -668,17 +647,7 @@ fn a_node_presenting_a_forked_history_is_named_by_its_peers() {
         .dir
         .json(&["ledger", "verify", "--state", s(&state), "--json"]);
     assert_eq!(v["records"], 7);
-    let db = state.join("raft.redb");
-    let mut bytes = std::fs::read(&db).unwrap();
-    let needle = marker.as_bytes();
-    let hits: Vec<usize> = (0..bytes.len() - needle.len())
-        .filter(|&i| &bytes[i..i + needle.len()] == needle)
-        .collect();
-    assert!(!hits.is_empty(), "the entry is stored verbatim");
-    for i in hits {
-        bytes[i] ^= 0x01;
-    }
-    std::fs::write(&db, &bytes).unwrap();
+    flip_stored(&state, marker);
     c.start_node(3, false);
 
     // Node 3 signs a 6-entry head whose root is not the others' root at 6: they name it.
@@ -770,4 +739,19 @@ fn rfc9162_inclusion(
         sn >>= 1;
     }
     sn == 0 && r == root
+}
+
+/// Flips a bit of every occurrence of `marker` in the stopped node's `raft.redb` under `state`.
+fn flip_stored(state: &std::path::Path, marker: &str) {
+    let db = state.join("raft.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let needle = marker.as_bytes();
+    let hits: Vec<usize> = (0..bytes.len() - needle.len())
+        .filter(|&i| &bytes[i..i + needle.len()] == needle)
+        .collect();
+    assert!(!hits.is_empty(), "the entry is stored verbatim");
+    for i in hits {
+        bytes[i] ^= 0x01;
+    }
+    std::fs::write(&db, &bytes).unwrap();
 }

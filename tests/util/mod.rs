@@ -133,6 +133,23 @@ pub fn split_file(dir: &Dir, src: &Path, header: bool, name: &str) -> (PathBuf, 
     )
 }
 
+/// Deals the first `rows_per_site` x `sites.len()` rows of NSL-KDD's KDDTrain+_20Percent
+/// round-robin to `SITE.csv`, one file per site.
+pub fn deal_nsl_kdd(dir: &Dir, sites: &[&str], rows_per_site: usize) {
+    let text = std::fs::read_to_string(datasets().join("nsl-kdd/KDDTrain+_20Percent.txt"))
+        .expect("read dataset");
+    let lines: Vec<&str> = text.lines().take(rows_per_site * sites.len()).collect();
+    for (i, site) in sites.iter().enumerate() {
+        let rows: String = lines
+            .iter()
+            .skip(i)
+            .step_by(sites.len())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        dir.write(&format!("{site}.csv"), rows.as_bytes());
+    }
+}
+
 /// Upper bound for any one process in the tests that start long-running processes.
 pub const LIMIT: Duration = Duration::from_secs(120);
 

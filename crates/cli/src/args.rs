@@ -724,6 +724,22 @@ pub struct NodeArgs {
     pub fed: FederationArgs,
 }
 
+/// Where a ledger is read: an export file, or one live node.
+#[derive(Debug, Args, Clone)]
+pub struct LedgerSource {
+    /// The export file (`ledger export`), instead of a live node.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "LedgerClientArgs",
+        conflicts_with = "LedgerClientArgs"
+    )]
+    pub file: Option<PathBuf>,
+    /// A live node to read instead (the first `--node`).
+    #[command(flatten)]
+    pub client: Option<LedgerClientArgs>,
+}
+
 /// How a ledger client reaches the cluster and who it is.
 #[derive(Debug, Args, Clone)]
 pub struct LedgerClientArgs {
@@ -818,17 +834,8 @@ pub enum LedgerCommand {
                           fedids ledger contributions --pki <DIR> --name <NAME> --node <NODE> [--json]"
     )]
     Contributions {
-        /// The export file (`ledger export`), instead of a live node.
-        #[arg(
-            long,
-            value_name = "FILE",
-            required_unless_present = "LedgerClientArgs",
-            conflicts_with = "LedgerClientArgs"
-        )]
-        file: Option<PathBuf>,
-        /// A live node to read instead (the first `--node`).
         #[command(flatten)]
-        client: Option<LedgerClientArgs>,
+        source: LedgerSource,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -841,17 +848,8 @@ pub enum LedgerCommand {
                           fedids ledger proof (--inclusion <INDEX> | --consistency <OLD>) [--size <N>] --pki <DIR> --name <NAME> --node <NODE> [--json]"
     )]
     Proof {
-        /// The export file (`ledger export`), instead of a live node.
-        #[arg(
-            long,
-            value_name = "FILE",
-            required_unless_present = "LedgerClientArgs",
-            conflicts_with = "LedgerClientArgs"
-        )]
-        file: Option<PathBuf>,
-        /// A live node to read instead (the first `--node`).
         #[command(flatten)]
-        client: Option<LedgerClientArgs>,
+        source: LedgerSource,
         /// Prove that the record at this position is in the ledger.
         #[arg(
             long,

@@ -40,8 +40,8 @@ fn contribution(round: u64, hash: u8) -> Body {
     })
 }
 
-/// genesis, 3 registrations, 2 contributions, an aggregation, a publication, a revocation.
-fn history() -> Ledger {
+/// The coordinator's genesis, then a registration of each `(name, key seed, role)`.
+fn registered(keys: &[(&str, u8, Role)]) -> Ledger {
     let mut l = Ledger::new();
     add(
         &mut l,
@@ -52,11 +52,7 @@ fn history() -> Ledger {
             authorities: vec![("coordinator".into(), pubkey(AUTH))],
         },
     );
-    for (name, seed, role) in [
-        ("site-a", SITE_A, Role::Site),
-        ("site-b", SITE_B, Role::Site),
-        ("node-1", NODE, Role::Node),
-    ] {
+    for &(name, seed, role) in keys {
         add(
             &mut l,
             "coordinator",
@@ -68,6 +64,16 @@ fn history() -> Ledger {
             },
         );
     }
+    l
+}
+
+/// genesis, 3 registrations, 2 contributions, an aggregation, a publication, a revocation.
+fn history() -> Ledger {
+    let mut l = registered(&[
+        ("site-a", SITE_A, Role::Site),
+        ("site-b", SITE_B, Role::Site),
+        ("node-1", NODE, Role::Node),
+    ]);
     add(&mut l, "site-a", SITE_A, contribution(1, 0xa));
     add(&mut l, "site-b", SITE_B, contribution(1, 0xb));
     add(
@@ -404,33 +410,12 @@ fn evaluation(round: u64, local: u32, global_acc: u32, vote: u32, without: &[(&s
 /// Three sites and a node; round 1 merges site-a (10 trees kept), site-b (10) and site-c (0),
 /// round 2 merges site-a (5) and site-b (15). No evaluation yet.
 fn three_sites_rounds() -> Ledger {
-    let mut l = Ledger::new();
-    add(
-        &mut l,
-        "coordinator",
-        AUTH,
-        Body::Genesis {
-            federation: "plants".into(),
-            authorities: vec![("coordinator".into(), pubkey(AUTH))],
-        },
-    );
-    for (name, seed, role) in [
+    let mut l = registered(&[
         ("site-a", SITE_A, Role::Site),
         ("site-b", SITE_B, Role::Site),
         ("site-c", SITE_C, Role::Site),
         ("node-1", NODE, Role::Node),
-    ] {
-        add(
-            &mut l,
-            "coordinator",
-            AUTH,
-            Body::RegisterKey {
-                name: name.into(),
-                key: pubkey(seed),
-                role,
-            },
-        );
-    }
+    ]);
     add(&mut l, "site-a", SITE_A, contribution(1, 0xa1));
     add(&mut l, "site-b", SITE_B, contribution(1, 0xb1));
     add(&mut l, "site-c", SITE_C, contribution(1, 0xc1));

@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::node::{hex, tls_identity};
-use crate::args::{LedgerClientArgs, LedgerCommand};
+use crate::args::{LedgerClientArgs, LedgerCommand, LedgerSource};
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -125,11 +125,8 @@ fn signed_head(outcome: &PeerOutcome) -> String {
 
 /// The ledger of an export file, or of the first node of `client`, checked through the ledger's
 /// rules; with where it came from.
-fn load_ledger(
-    file: Option<&std::path::Path>,
-    client: Option<&LedgerClientArgs>,
-) -> Result<(fedids_ledger::Ledger, String)> {
-    match (file, client) {
+fn load_ledger(source: &LedgerSource) -> Result<(fedids_ledger::Ledger, String)> {
+    match (&source.file, &source.client) {
         (Some(file), _) => Ok((read_export(file)?, file.display().to_string())),
         (None, Some(client)) => {
             let c = Client::new(client)?;
@@ -427,8 +424,8 @@ pub fn run(command: LedgerCommand) -> Result<()> {
                 crate::ui::emit(&out)?;
             }
         }
-        LedgerCommand::Contributions { file, client, json } => {
-            let (ledger, source) = load_ledger(file.as_deref(), client.as_ref())?;
+        LedgerCommand::Contributions { source, json } => {
+            let (ledger, source) = load_ledger(&source)?;
             let contrib = contributions(&ledger);
             let root = hex(&ledger.merkle().root());
             if json {
@@ -451,14 +448,13 @@ pub fn run(command: LedgerCommand) -> Result<()> {
             }
         }
         LedgerCommand::Proof {
-            file,
-            client,
+            source,
             inclusion,
             consistency,
             size,
             json,
         } => {
-            let (ledger, source) = load_ledger(file.as_deref(), client.as_ref())?;
+            let (ledger, source) = load_ledger(&source)?;
             let v = proof(&ledger, inclusion, consistency, size)?;
             if json {
                 crate::ui::emit(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
