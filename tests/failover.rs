@@ -169,22 +169,7 @@ impl Federation {
 #[test]
 fn the_leader_killed_mid_round_and_the_round_completes_on_the_new_leader() {
     let mut f = Federation::start();
-    f.dir.ok(&[
-        "ledger",
-        "genesis",
-        "--pki",
-        "pki",
-        "--name",
-        "coordinator",
-        "--node",
-        &f.raft_urls(),
-        "--federation",
-        "plants",
-        "--sites",
-        "site-a,site-b,site-c",
-        "--authorities",
-        "node-1,node-2,node-3",
-    ]);
+    f.genesis();
     f.coordinating_now();
 
     // Two sites join and upload; the round waits for the third until its upload deadline.
@@ -307,6 +292,26 @@ fn the_leader_killed_mid_round_and_the_round_completes_on_the_new_leader() {
 }
 
 impl Federation {
+    /// The genesis: three sites, and the three nodes as authorities (they coordinate).
+    fn genesis(&self) {
+        self.dir.ok(&[
+            "ledger",
+            "genesis",
+            "--pki",
+            "pki",
+            "--name",
+            "coordinator",
+            "--node",
+            &self.raft_urls(),
+            "--federation",
+            "plants",
+            "--sites",
+            "site-a,site-b,site-c",
+            "--authorities",
+            "node-1,node-2,node-3",
+        ]);
+    }
+
     /// Waits (bounded) until the nodes accepted `n` uploads in all.
     fn await_uploads(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -352,4 +357,44 @@ impl Federation {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+#[test]
+fn a_leader_cut_off_from_its_followers_commits_nothing_until_they_return() {
+    let mut f = Federation::start();
+    f.genesis();
+    let leader = f.coordinating_now();
+    // Both followers die: the leader is a minority of one.
+    for i in (1..=3).filter(|&i| i != leader) {
+        f.nodes[i - 1] = None; // SIGKILL, on drop
+    }
+    let mut sites: Vec<Proc> = SITES.iter().map(|s| f.start_site(s)).collect();
+    // The sites join, but no round can be opened: nothing commits without a majority.
+    std::thread::sleep(Duration::from_secs(8));
+    let log = f.nodes[leader - 1].as_ref().unwrap().stderr();
+    assert!(log.contains("site joined"), "{log}");
+    assert!(
+        !log.contains("round opened"),
+        "a round opened without a quorum:\n{log}"
+    );
+    for site in &mut sites {
+        assert!(
+            site.child.try_wait().unwrap().is_none(),
+            "{} gave up",
+            site.name
+        );
+    }
+
+    // The followers return: the round opens, completes, and every node holds it.
+    for i in (1..=3).filter(|&i| i != leader) {
+        f.start_node(i, false);
+    }
+    let reports: Vec<Value> = sites.iter_mut().map(Proc::json).collect();
+    let hashes: Vec<&str> = reports
+        .iter()
+        .map(|r| r[0]["global_sha256"].as_str().unwrap())
+        .collect();
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+    let v = f.heads(14);
+    assert_eq!(v["forks"].as_array().unwrap().len(), 0, "{v}");
 }

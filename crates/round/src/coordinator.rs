@@ -148,6 +148,14 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
+/// A change the store did not commit (a replicated log without a quorum, a deposed leader):
+/// `UNAVAILABLE`, so the site tries again, elsewhere when it knows other nodes.
+fn not_committed(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!(
+        "the round state was not committed ({e}); try again"
+    ))
+}
+
 impl Coordinator {
     /// A coordinator over `store`, resuming the round the store was in.
     pub fn new(
@@ -201,6 +209,11 @@ impl Coordinator {
             metrics,
             ledger: None,
         })
+    }
+
+    /// The current round's record, if a round was opened.
+    pub async fn current_round(&self) -> Option<RoundRecord> {
+        self.lock().await.round.clone()
     }
 
     /// Records every round's contributions (the sites' signed entries) and aggregation (signed
@@ -977,7 +990,7 @@ impl Rounds for Coordinator {
         if let Err(e) = self.store.put_model(r, Some(&upload.site_id), &bytes).await {
             r.uploads.remove(&upload.site_id);
             r.bytes_received -= bytes.len() as u64;
-            return Err(internal(e));
+            return Err(not_committed(e));
         }
         self.store
             .export_model(&hex(&upload.model_sha256), "fedids", &bytes);
@@ -1123,7 +1136,7 @@ impl Rounds for Coordinator {
         );
         if let Err(e) = self.persist(r, None).await {
             r.scores.remove(site);
-            return Err(internal(e));
+            return Err(not_committed(e));
         }
         let round_id = r.id;
         drop(st);
@@ -1180,7 +1193,7 @@ impl Rounds for Coordinator {
         r.evaluations.insert(site.to_string(), report.ledger_entry);
         if let Err(e) = self.persist(r, None).await {
             r.evaluations.remove(site);
-            return Err(internal(e));
+            return Err(not_committed(e));
         }
         let round_id = r.id;
         drop(st);

@@ -7,7 +7,8 @@
 //! node becomes leader, built over the replicated round state (so it resumes the round a
 //! previous leader left), and removes it when leadership is lost.
 
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::VerifyingKey;
 use fedids_net::proto::{
@@ -17,6 +18,7 @@ use fedids_net::proto::{
 use fedids_net::server::{Candidates, ReceivedModel, Rounds, SignedModel};
 use fedids_net::NOT_COORDINATOR;
 use tonic::Status;
+use tracing::warn;
 
 use crate::coordinator::Coordinator;
 
@@ -25,6 +27,9 @@ use crate::coordinator::Coordinator;
 pub struct RoleSwitch {
     current: RwLock<Option<Arc<Coordinator>>>,
     standby: RwLock<String>,
+    /// Every join this node accepted, replayed into each coordinator it installs: a site that
+    /// joined this node does not join it again when its coordinator is rebuilt.
+    joins: Mutex<BTreeMap<String, JoinRequest>>,
 }
 
 impl RoleSwitch {
@@ -33,8 +38,21 @@ impl RoleSwitch {
         RoleSwitch::default()
     }
 
-    /// Takes the role with `coordinator`.
-    pub fn install(&self, coordinator: Arc<Coordinator>) {
+    /// Takes the role with `coordinator`, after replaying into it the joins this node accepted
+    /// before (a join that no longer fits is dropped, with a warning).
+    pub async fn install(&self, coordinator: Arc<Coordinator>) {
+        let joins: Vec<(String, JoinRequest)> = self
+            .joins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(s, j)| (s.clone(), j.clone()))
+            .collect();
+        for (site, join) in joins {
+            if let Err(e) = coordinator.join(&site, join).await {
+                warn!(site = %site, reason = %e.message(), "an earlier join was not replayed");
+            }
+        }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(coordinator);
     }
 
@@ -46,6 +64,14 @@ impl RoleSwitch {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+    }
+
+    /// The coordinator installed, if any.
+    pub fn coordinator(&self) -> Option<Arc<Coordinator>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether the node holds the role.
@@ -73,7 +99,12 @@ impl RoleSwitch {
 #[tonic::async_trait]
 impl Rounds for RoleSwitch {
     async fn join(&self, site: &str, request: JoinRequest) -> Result<JoinReply, Status> {
-        self.get()?.join(site, request).await
+        let reply = self.get()?.join(site, request.clone()).await?;
+        self.joins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(site.to_string(), request);
+        Ok(reply)
     }
 
     async fn await_round(&self, site: &str, after_round: u64) -> Result<RoundOpen, Status> {

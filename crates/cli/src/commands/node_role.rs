@@ -26,7 +26,7 @@ use fedids_round::coordinator::{Coordinator, CoordinatorConfig, LedgerSink};
 use fedids_round::leader::RoleSwitch;
 use fedids_round::metrics::Metrics;
 use fedids_round::replicated::{ReplicatedStore, SharedLog};
-use fedids_round::state::RoundRecord;
+use fedids_round::state::{Phase, RoundRecord};
 use fedids_round::store::Store;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -176,6 +176,7 @@ pub async fn run(node: Arc<LedgerNode>, pki_path: PathBuf, cfg: RoleConfig) -> R
     let mut held: Option<(u64, Driver)> = None;
     let mut finished_term = None;
     let mut last_refusal: Option<String> = None;
+    let mut retake_after = None;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let raft = node.raft();
@@ -203,31 +204,54 @@ pub async fn run(node: Arc<LedgerNode>, pki_path: PathBuf, cfg: RoleConfig) -> R
             }
             if task.0.is_finished() {
                 let result = (&mut task.0).await;
-                finished_term = Some(term);
                 match result {
                     Ok(Ok(records)) => {
+                        finished_term = Some(term);
                         info!(rounds = records.len(), "federation rounds complete");
                         super::coordinator::write_reports(&cfg.state, &records)?;
                         eprint!("{}", super::coordinator::summary(&records));
                     }
-                    Ok(Err(e)) => error!(error = %e, "the coordinator stopped"),
+                    Ok(Err(e)) => {
+                        let failed = match switch_current(&switch).await {
+                            Some(r) => matches!(r.phase, Phase::Failed { .. }),
+                            None => false,
+                        };
+                        if failed {
+                            // The round failed for good: stays installed to tell the sites why.
+                            finished_term = Some(term);
+                            error!(error = %e, "the round failed");
+                        } else {
+                            // The log did not commit (no quorum, a slow follower): rebuild the
+                            // coordinator from the replicated state once it can.
+                            warn!(error = %e, "the coordinator stopped; taking the role again");
+                            switch.stand_by("the coordinator is restarting");
+                            retake_after =
+                                Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                        }
+                    }
                     Err(e) => error!(error = %e, "the coordinator task failed"),
                 }
-                // Stays installed: sites may still fetch the last global model.
+                // A finished coordinator stays installed: sites may still fetch the last model.
                 held = None;
             }
             continue;
         }
-        if finished_term == Some(term) {
+        if finished_term == Some(term)
+            || retake_after.is_some_and(|t| tokio::time::Instant::now() < t)
+        {
             continue;
         }
         match take_role(&node, &cfg, &metrics).await {
             Ok(coordinator) => {
-                switch.install(coordinator.clone());
+                retake_after = None;
+                switch.install(coordinator.clone()).await;
                 info!(term, "leading the ledger cluster: coordinator role taken");
                 held = Some((term, AbortOnDrop(tokio::spawn(coordinator.run()))));
             }
             Err(e) => {
+                // Each attempt asks the followers to confirm this node's leadership: not more
+                // than once a second.
+                retake_after = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                 let why = format!("{e:#}");
                 if last_refusal.as_deref() != Some(why.as_str()) {
                     warn!(error = %why, "cannot take the coordinator role yet");
@@ -240,6 +264,11 @@ pub async fn run(node: Arc<LedgerNode>, pki_path: PathBuf, cfg: RoleConfig) -> R
             }
         }
     }
+}
+
+/// The round of the coordinator `switch` holds, if any.
+async fn switch_current(switch: &RoleSwitch) -> Option<RoundRecord> {
+    switch.coordinator()?.current_round().await
 }
 
 /// Builds the coordinator over the replicated round state, once this node has applied
