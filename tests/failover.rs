@@ -398,3 +398,46 @@ fn a_leader_cut_off_from_its_followers_commits_nothing_until_they_return() {
     let v = f.heads(14);
     assert_eq!(v["forks"].as_array().unwrap().len(), 0, "{v}");
 }
+
+#[test]
+fn a_coordinating_node_must_be_told_its_sites() {
+    let dir = Dir::new();
+    dir.ok(&["pki", "init", "--dir", "pki"]);
+    dir.ok(&["pki", "issue", "node-1", "--dir", "pki"]);
+    let err = dir.fails(&[
+        "node",
+        "--pki",
+        "pki",
+        "--name",
+        "node-1",
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--peers",
+        "1=https://127.0.0.1:1",
+        "--state",
+        "state",
+        "--federation-listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(err.contains("--federation-listen needs --sites"), "{err}");
+
+    // A site given several nodes needs one certificate name per node.
+    dir.ok(&["pki", "issue", "site-a", "--dir", "pki"]);
+    dir.write("a.csv", b"");
+    let err = dir.fails(&[
+        "site",
+        "--pki",
+        "pki",
+        "--name",
+        "site-a",
+        "--data",
+        "a.csv",
+        "--coordinator",
+        "https://127.0.0.1:1,https://127.0.0.1:2",
+        "--coordinator-name",
+        "node-1",
+    ]);
+    assert!(err.contains("give one name per URL"), "{err}");
+}

@@ -136,6 +136,11 @@ pub fn role_config(
     state: PathBuf,
     fed: &FederationArgs,
 ) -> Result<RoleConfig> {
+    if fed.sites.is_empty() {
+        anyhow::bail!(
+            "--federation-listen needs --sites: the PKI directory also holds the identities of nodes and authorities, which are not sites"
+        );
+    }
     let pki = PkiDir::new(pki_path);
     let (coordinator, _) = super::coordinator::coordinator_config(&pki, pki_path, name, fed)?;
     Ok(RoleConfig {
