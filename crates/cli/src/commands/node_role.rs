@@ -203,7 +203,9 @@ pub async fn run(node: Arc<LedgerNode>, pki_path: PathBuf, cfg: RoleConfig) -> R
         }
         if let Some((held_term, task)) = &mut held {
             if *held_term != term {
-                // Re-elected in a later term: start over from the replicated state.
+                // Re-elected in a later term: another leader may have written in between, so
+                // the old coordinator's memory is stale. Start over from the replicated state.
+                switch.stand_by("the coordinator is restarting");
                 held = None;
                 continue;
             }
