@@ -105,6 +105,43 @@ pub struct Aggregation {
     pub accepted: Vec<Accepted>,
 }
 
+impl Evaluation {
+    /// Checks what the numbers alone must satisfy: at least one row, accuracies of at most
+    /// 1,000,000 ppm, and the sites of `without` sorted without repeats. Whether they fit a
+    /// round is the ledger's (or the coordinator's) check.
+    pub fn check_values(&self) -> Result<(), String> {
+        let round = self.round;
+        if self.n_rows == 0 {
+            return Err(format!(
+                "evaluation of round {round} measured no validation rows"
+            ));
+        }
+        let accuracies = [
+            ("local accuracy", self.local_accuracy_ppm),
+            ("global accuracy", self.global_accuracy_ppm),
+            ("majority-vote accuracy", self.vote_accuracy_ppm),
+        ];
+        if let Some((what, ppm)) = accuracies.iter().find(|(_, ppm)| *ppm > 1_000_000) {
+            return Err(format!(
+                "evaluation of round {round}: {what} of {ppm} ppm is above 1,000,000"
+            ));
+        }
+        if let Some((site, ppm)) = self.without.iter().find(|(_, ppm)| *ppm > 1_000_000) {
+            return Err(format!(
+                "evaluation of round {round}: majority-vote accuracy without '{site}' of {ppm} \
+                 ppm is above 1,000,000"
+            ));
+        }
+        if self.without.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(format!(
+                "evaluation of round {round}: the accuracies without each site must be sorted by \
+                 site, without repeats"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// What an entry records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {

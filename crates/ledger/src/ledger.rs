@@ -459,33 +459,7 @@ impl Ledger {
         if self.evaluations.contains_key(&(round, author.to_string())) {
             return Err(format!("'{author}' already evaluated round {round}"));
         }
-        if e.n_rows == 0 {
-            return Err(format!(
-                "evaluation of round {round} measured no validation rows"
-            ));
-        }
-        let accuracies = [
-            ("local accuracy", e.local_accuracy_ppm),
-            ("global accuracy", e.global_accuracy_ppm),
-            ("majority-vote accuracy", e.vote_accuracy_ppm),
-        ];
-        if let Some((what, ppm)) = accuracies.iter().find(|(_, ppm)| *ppm > 1_000_000) {
-            return Err(format!(
-                "evaluation of round {round}: {what} of {ppm} ppm is above 1,000,000"
-            ));
-        }
-        if let Some((site, ppm)) = e.without.iter().find(|(_, ppm)| *ppm > 1_000_000) {
-            return Err(format!(
-                "evaluation of round {round}: majority-vote accuracy without '{site}' of {ppm} \
-                 ppm is above 1,000,000"
-            ));
-        }
-        if e.without.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err(format!(
-                "evaluation of round {round}: the accuracies without each site must be sorted by \
-                 site, without repeats"
-            ));
-        }
+        e.check_values()?;
         for (site, _) in &e.without {
             if !a.inputs.iter().any(|(s, _)| s == site) {
                 return Err(format!(

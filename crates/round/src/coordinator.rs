@@ -805,25 +805,13 @@ fn check_evaluation(
             global.hash
         ));
     }
-    let ppm = [
-        e.local_accuracy_ppm,
-        e.global_accuracy_ppm,
-        e.vote_accuracy_ppm,
-    ];
-    if e.n_rows == 0
-        || ppm
-            .iter()
-            .chain(e.without.iter().map(|(_, a)| a))
-            .any(|&a| a > 1_000_000)
+    e.check_values()?;
+    if let Some((s, _)) = e
+        .without
+        .iter()
+        .find(|(s, _)| !global.merged_sites.contains(s))
     {
-        return Err("accuracies must be at most 1,000,000 ppm, over at least one row".into());
-    }
-    if e.without.windows(2).any(|w| w[0].0 >= w[1].0)
-        || e.without
-            .iter()
-            .any(|(s, _)| !global.merged_sites.contains(s))
-    {
-        return Err("it must name merged sites, sorted, once each".into());
+        return Err(format!("it names '{s}', which is not a merged site"));
     }
     Ok(entry)
 }
