@@ -1042,6 +1042,14 @@ impl Rounds for Coordinator {
                     report.round_id
                 ))
             })?;
+        // A site whose scores were recorded hears so whatever the phase: a retry after a lost
+        // acknowledgement (or a leader change) may arrive once scoring has already closed.
+        if r.scores.contains_key(site) {
+            return Err(Status::already_exists(format!(
+                "site '{site}' already sent scores for round {}",
+                r.id
+            )));
+        }
         if r.phase != Phase::Scoring {
             return Err(Status::failed_precondition(format!(
                 "scores for round {} refused: the round is not scoring",
@@ -1051,12 +1059,6 @@ impl Rounds for Coordinator {
         if !r.survivors.iter().any(|s| s == site) {
             return Err(Status::failed_precondition(format!(
                 "scores refused: site '{site}' has no upload in round {}",
-                r.id
-            )));
-        }
-        if r.scores.contains_key(site) {
-            return Err(Status::already_exists(format!(
-                "site '{site}' already sent scores for round {}",
                 r.id
             )));
         }

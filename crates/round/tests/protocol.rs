@@ -356,6 +356,13 @@ async fn scenario() {
     .unwrap();
     let model = decode_global(&global.model).unwrap();
     assert_eq!(model.n_trees(), 3);
+    // Scores sent again once the round has merged (a retry after a lost acknowledgement) still
+    // hear that they were recorded, not that the round moved on.
+    expect(
+        ca_client.submit_scores(scores(1, "site-a", 4, 0.9)).await,
+        Code::AlreadyExists,
+        "already sent scores",
+    );
     expect(
         cb.fetch_global(&round, 64, &key).await,
         Code::ResourceExhausted,
