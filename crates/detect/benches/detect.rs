@@ -54,9 +54,12 @@ fn main() {
     }
     let n_flows = train.x.n_rows() * N_COPIES;
     let threads = rayon::current_num_threads();
-    println!("{n_flows} flows, 100 trees, {threads} threads, batches of {BATCH_ROWS}");
-
     let predictor = forest.predictor();
+    println!(
+        "{n_flows} flows, 100 trees, {threads} threads, batches of {BATCH_ROWS}, {:?} kernel",
+        predictor.kernel()
+    );
+
     // Reference: the predictor alone on the preloaded rows (same count of rows).
     let reference = best(|| {
         for _ in 0..N_COPIES {

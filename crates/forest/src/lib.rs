@@ -46,7 +46,7 @@ pub use forest::{
     SplitSearch, TreeScore,
 };
 pub use metrics::{ClassMetrics, Metrics};
-pub use predict::Predictor;
+pub use predict::{Kernel, Predictor};
 pub use train::Criterion;
 pub use tree::{Node, Tree, LEAF};
 

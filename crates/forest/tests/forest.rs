@@ -2,8 +2,8 @@
 
 use fedids_data::{Feature, FeatureKind, FeatureMatrix, FormatSpec, Schema, Task};
 use fedids_forest::{
-    model, ClassWeight, Criterion, Forest, ForestError, ForestParams, MaxFeatures, Sampling,
-    SplitSearch,
+    model, ClassWeight, Criterion, Forest, ForestError, ForestParams, Kernel, MaxFeatures,
+    Sampling, SplitSearch,
 };
 use proptest::prelude::*;
 
@@ -414,5 +414,103 @@ proptest! {
         let forest = fit(&x, &y, n_classes as usize, &ForestParams { n_trees: 3, seed, ..ForestParams::default() });
         let pred = forest.predict(&x).unwrap();
         prop_assert!(pred.iter().all(|&p| p < n_classes));
+    }
+}
+
+/// Whether this CPU runs the AVX-512 kernel; said aloud when it does not, because the kernel
+/// comparisons below then compare the portable kernel with the row-at-a-time reference only.
+fn expect_fast_kernel(p: &fedids_forest::Predictor<'_>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        assert_eq!(p.kernel(), Kernel::Avx512, "AVX-512F is available");
+        return;
+    }
+    eprintln!("NOTE: no AVX-512F on this CPU: only the portable kernel is checked");
+    assert_eq!(p.kernel(), Kernel::Portable);
+}
+
+/// Row-at-a-time reference: each tree's leaf probabilities summed in tree order, then scaled.
+fn naive_proba(forest: &Forest, x: &FeatureMatrix) -> Vec<f32> {
+    let c = forest.n_classes();
+    let scale = 1.0 / forest.trees().len() as f32;
+    let mut row = vec![0.0f32; x.n_features()];
+    let mut out = Vec::with_capacity(x.n_rows() * c);
+    for r in 0..x.n_rows() {
+        x.row_into(r, &mut row);
+        let mut acc = vec![0.0f32; c];
+        for tree in forest.trees() {
+            for (a, p) in acc.iter_mut().zip(tree.predict_proba_row(&row)) {
+                *a += p;
+            }
+        }
+        out.extend(acc.iter().map(|a| a * scale));
+    }
+    out
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+#[test]
+fn many_features_fall_back_to_the_portable_kernel() {
+    // The AVX-512 kernel packs a feature index in 8 bits.
+    let (x, y) = synthetic(300, 300, 2, 5);
+    let forest = fit(
+        &x,
+        &y,
+        2,
+        &ForestParams {
+            n_trees: 3,
+            ..ForestParams::default()
+        },
+    );
+    assert_eq!(forest.predictor().kernel(), Kernel::Portable);
+    assert!(same_bits(
+        &forest.predict_proba(&x).unwrap(),
+        &naive_proba(&forest, &x)
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Both kernels and the row-at-a-time reference agree bit for bit, on any number of rows
+    /// (blocks, lane groups and their tails), with NaN, infinities and values equal to
+    /// thresholds among the inputs.
+    #[test]
+    fn kernels_agree_with_the_reference_bit_for_bit(
+        seed in 0u64..10_000,
+        n_features in 1usize..12,
+        n_classes in 2u32..6,
+        max_depth in proptest::option::of(1u32..12),
+        n_rows in 0usize..2_600,
+        specials in proptest::collection::vec((0usize..100_000, 0usize..4), 0..64),
+    ) {
+        let (train_x, train_y) = synthetic(300, n_features, n_classes, seed);
+        let forest = fit(&train_x, &train_y, n_classes as usize, &ForestParams {
+            n_trees: 7,
+            max_depth,
+            seed,
+            ..ForestParams::default()
+        });
+        let (x, _) = synthetic(n_rows, n_features, n_classes, seed ^ 0x5eed);
+        let mut rows: Vec<f32> = (0..n_rows).flat_map(|r| {
+            let mut row = vec![0.0; n_features];
+            x.row_into(r, &mut row);
+            row
+        }).collect();
+        if !rows.is_empty() {
+            for (at, kind) in specials {
+                let at = at % rows.len();
+                rows[at] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0][kind];
+            }
+        }
+        let x = FeatureMatrix::from_rows(n_rows, n_features, &rows);
+        let fast = forest.predictor();
+        expect_fast_kernel(&fast);
+        let reference = naive_proba(&forest, &x);
+        prop_assert!(same_bits(&fast.predict_proba(&x).unwrap(), &reference));
+        prop_assert!(same_bits(&forest.predictor().portable().predict_proba(&x).unwrap(), &reference));
     }
 }
