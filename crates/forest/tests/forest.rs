@@ -49,6 +49,15 @@ fn fit(x: &FeatureMatrix, y: &[u32], n_classes: usize, params: &ForestParams) ->
     Forest::fit(x, y, schema(x.n_features(), n_classes), params, &|| ()).unwrap()
 }
 
+/// [`fit`] with `n_trees` trees and default parameters otherwise.
+fn fit_trees(x: &FeatureMatrix, y: &[u32], n_classes: usize, n_trees: usize) -> Forest {
+    let params = ForestParams {
+        n_trees,
+        ..ForestParams::default()
+    };
+    fit(x, y, n_classes, &params)
+}
+
 #[test]
 fn a_deep_tree_fits_separable_data_exactly() {
     let (x, y) = synthetic(2000, 5, 3, 1);
@@ -98,15 +107,7 @@ fn histogram_and_exact_agree_when_values_fit_in_bins() {
 #[test]
 fn probabilities_sum_to_one() {
     let (x, y) = synthetic(800, 4, 4, 3);
-    let forest = fit(
-        &x,
-        &y,
-        4,
-        &ForestParams {
-            n_trees: 10,
-            ..ForestParams::default()
-        },
-    );
+    let forest = fit_trees(&x, &y, 4, 10);
     let proba = forest.predict_proba(&x).unwrap();
     for row in proba.chunks_exact(4) {
         let s: f32 = row.iter().sum();
@@ -184,15 +185,7 @@ fn limits_are_respected() {
 #[test]
 fn importances_find_the_informative_features() {
     let (x, y) = synthetic(3000, 6, 2, 6);
-    let forest = fit(
-        &x,
-        &y,
-        2,
-        &ForestParams {
-            n_trees: 20,
-            ..ForestParams::default()
-        },
-    );
+    let forest = fit_trees(&x, &y, 2, 20);
     let imp = forest.feature_importances();
     assert!((imp.iter().sum::<f64>() - 1.0).abs() < 1e-9);
     let noise_max = imp[2..].iter().cloned().fold(0.0, f64::max);
@@ -244,15 +237,7 @@ fn subsampling_and_bad_params() {
 #[test]
 fn combining_trees_checks_schemas() {
     let (x, y) = synthetic(500, 4, 2, 8);
-    let a = fit(
-        &x,
-        &y,
-        2,
-        &ForestParams {
-            n_trees: 4,
-            ..ForestParams::default()
-        },
-    );
+    let a = fit_trees(&x, &y, 2, 4);
     let b = fit(
         &x,
         &y,
@@ -269,15 +254,7 @@ fn combining_trees_checks_schemas() {
     assert!(Forest::from_trees(&[(&a, &[7])]).is_err());
 
     let (x3, y3) = synthetic(500, 4, 3, 8);
-    let c = fit(
-        &x3,
-        &y3,
-        3,
-        &ForestParams {
-            n_trees: 2,
-            ..ForestParams::default()
-        },
-    );
+    let c = fit_trees(&x3, &y3, 3, 2);
     let err = Forest::from_trees(&[(&a, &[0]), (&c, &[0])]).unwrap_err();
     assert!(err.to_string().starts_with("trees do not share a feature schema: source 1 differs from source 0: task binary vs multiclass"), "{err}");
 }
@@ -285,15 +262,7 @@ fn combining_trees_checks_schemas() {
 #[test]
 fn tree_scores_match_tree_predictions() {
     let (x, y) = synthetic(600, 4, 3, 10);
-    let f = fit(
-        &x,
-        &y,
-        3,
-        &ForestParams {
-            n_trees: 4,
-            ..ForestParams::default()
-        },
-    );
+    let f = fit_trees(&x, &y, 3, 4);
     let scores = f.score_trees(&x, &y).unwrap();
     let preds = f.tree_predictions(&x).unwrap();
     for (s, p) in scores.iter().zip(&preds) {
@@ -306,15 +275,7 @@ fn tree_scores_match_tree_predictions() {
 #[test]
 fn model_file_round_trip_and_rejections() {
     let (x, y) = synthetic(400, 4, 2, 11);
-    let forest = fit(
-        &x,
-        &y,
-        2,
-        &ForestParams {
-            n_trees: 3,
-            ..ForestParams::default()
-        },
-    );
+    let forest = fit_trees(&x, &y, 2, 3);
     let bytes = model::encode(&forest);
     assert_eq!(model::decode(&bytes).unwrap(), forest);
     assert_eq!(model::encode(&model::decode(&bytes).unwrap()), bytes);
@@ -347,15 +308,7 @@ fn hostile_structure_with_a_valid_checksum_is_rejected() {
     // Re-encode a forest whose tree points a child back at its parent: the checksum is valid,
     // so only structural validation can catch it.
     let (x, y) = synthetic(300, 3, 2, 12);
-    let forest = fit(
-        &x,
-        &y,
-        2,
-        &ForestParams {
-            n_trees: 1,
-            ..ForestParams::default()
-        },
-    );
+    let forest = fit_trees(&x, &y, 2, 1);
     let bytes = model::encode(&forest);
     let mut json: serde_json::Value = serde_json::to_value(&forest).unwrap();
     json["trees"][0]["nodes"][0]["left"] = serde_json::json!(0);
@@ -371,15 +324,7 @@ fn hostile_structure_with_a_valid_checksum_is_rejected() {
 
 fn small_model_bytes() -> Vec<u8> {
     let (x, y) = synthetic(200, 3, 3, 13);
-    model::encode(&fit(
-        &x,
-        &y,
-        3,
-        &ForestParams {
-            n_trees: 2,
-            ..ForestParams::default()
-        },
-    ))
+    model::encode(&fit_trees(&x, &y, 3, 2))
 }
 
 proptest! {
@@ -456,15 +401,7 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 fn many_features_fall_back_to_the_portable_kernel() {
     // The AVX-512 kernel packs a feature index in 8 bits.
     let (x, y) = synthetic(300, 300, 2, 5);
-    let forest = fit(
-        &x,
-        &y,
-        2,
-        &ForestParams {
-            n_trees: 3,
-            ..ForestParams::default()
-        },
-    );
+    let forest = fit_trees(&x, &y, 2, 3);
     assert_eq!(forest.predictor().kernel(), Kernel::Portable);
     assert!(same_bits(
         &forest.predict_proba(&x).unwrap(),
