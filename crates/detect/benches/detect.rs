@@ -5,8 +5,8 @@
 //! The file is KDDTrain+ repeated `N_COPIES` times (about 500,000 flows). End to end means:
 //! read the file, parse and encode it in batches (`BatchReader`), score (`Predictor`), raise and
 //! group alerts (`Detector`) and serialise them as EVE JSON lines (to a sink). Two variants:
-//! sequential, and pipelined (one thread parses the next batch while the pool scores this one),
-//! which is what `fedids detect` does.
+//! sequential, and pipelined (the next batch is parsed while this one is scored, both as tasks of
+//! rayon's pool), which is what `fedids detect` does.
 //!
 //! Run with `cargo bench -p fedids-detect --bench detect`; the thread count is rayon's
 //! (`RAYON_NUM_THREADS`, default all cores).
@@ -96,35 +96,35 @@ fn main() {
     let mut n_alerts = 0;
     let mut n_incidents = 0;
     let pipelined = best(|| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(2);
-        let reader_path = path.clone();
-        let schema = forest.schema().clone();
-        let parser = std::thread::spawn(move || {
-            let reader = BatchReader::new(
-                "bench",
-                BufReader::with_capacity(1 << 20, File::open(&reader_path).expect("open")),
-                &schema,
-                BATCH_ROWS,
-            )
-            .expect("reader");
-            for batch in reader {
-                if tx.send(batch.expect("batch")).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut reader = BatchReader::new(
+            "bench",
+            BufReader::with_capacity(1 << 20, File::open(&path).expect("open")),
+            forest.schema(),
+            BATCH_ROWS,
+        )
+        .expect("reader");
         let mut detector = Detector::new(&forest.schema().classes, config.clone());
         let mut sink = std::io::sink();
-        for batch in rx {
-            let proba = predictor.predict_proba(&batch.x).expect("predict");
-            for a in detector
-                .process(&batch, &proba, Timestamp(0))
-                .expect("process")
-            {
-                serde_json::to_writer(&mut sink, &a).expect("write");
-            }
+        // As in `fedids detect`: the next batch is parsed while this one is scored, both as
+        // tasks of rayon's pool.
+        let mut current = reader.next();
+        while let Some(batch) = current {
+            let batch = batch.expect("batch");
+            let (next, ()) = rayon::join(
+                || reader.next(),
+                || {
+                    let proba = predictor.predict_proba(&batch.x).expect("predict");
+                    for a in detector
+                        .process(&batch, &proba, Timestamp(0))
+                        .expect("process")
+                    {
+                        serde_json::to_writer(&mut sink, &a).expect("write");
+                    }
+                },
+            );
+            current = next;
         }
-        parser.join().expect("parser thread");
+        assert_eq!(detector.n_flows() as usize, n_flows);
         n_alerts = detector.n_alerts();
         n_incidents = detector.finish().len();
     });

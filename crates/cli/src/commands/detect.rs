@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use fedids_data::{Batch, BatchReader, DataError};
+use fedids_data::BatchReader;
 use fedids_detect::{incident_event, DetectConfig, Detector, Timestamp};
 
 use crate::args::DetectArgs;
@@ -244,12 +244,12 @@ pub fn run(a: DetectArgs, quiet: bool) -> Result<()> {
         )
     })?;
 
-    let mut out: Box<dyn Write> = match &a.output {
+    let mut out: Box<dyn Write + Send> = match &a.output {
         Some(p) => Box::new(BufWriter::with_capacity(
             1 << 16,
             File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
-        None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout().lock())),
+        None => Box::new(BufWriter::with_capacity(1 << 16, io::stdout())),
     };
     let config = DetectConfig {
         min_probability: a.min_probability,
@@ -261,40 +261,39 @@ pub fn run(a: DetectArgs, quiet: bool) -> Result<()> {
     let spin = crate::ui::spinner(&format!("scoring {source}"), quiet);
     let start = Instant::now();
 
-    // The parser runs one batch ahead of the scorer.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Batch, DataError>>(2);
-    let parser = std::thread::spawn(move || {
-        for batch in reader {
-            if tx.send(batch).is_err() {
-                break;
-            }
-        }
-    });
+    // The next batch is parsed while this one is scored, both as tasks of the one thread pool:
+    // a parser thread of its own would compete with the pool's threads for the cores, and a
+    // scoring task it preempts holds up the whole batch.
+    let mut reader = reader;
     let mut result = Ok(());
-    for batch in rx {
-        let step = (|| -> Result<()> {
-            let batch = batch?;
-            let proba = predictor.predict_proba(&batch.x)?;
-            for alert in detector.process(&batch, &proba, now())? {
-                serde_json::to_writer(&mut out, &alert)?;
-                out.write_all(b"\n")?;
-            }
-            if a.follow {
-                out.flush()?;
-            }
-            Ok(())
-        })();
+    let mut current = reader.next();
+    while let Some(batch) = current {
+        let (next, step) = rayon::join(
+            || reader.next(),
+            || -> Result<()> {
+                let batch = batch?;
+                let proba = predictor.predict_proba(&batch.x)?;
+                for alert in detector.process(&batch, &proba, now())? {
+                    serde_json::to_writer(&mut out, &alert)?;
+                    out.write_all(b"\n")?;
+                }
+                if a.follow {
+                    out.flush()?;
+                }
+                Ok(())
+            },
+        );
         if let Err(e) = step {
             result = Err(e);
             break;
         }
+        current = next;
         spin.set_message(format!(
             "scoring {source}: {} flows, {} alerts",
             super::thousands(detector.n_flows()),
             super::thousands(detector.n_alerts())
         ));
     }
-    let _ = parser.join();
     spin.finish_and_clear();
     if let Some(why) = stopped.get() {
         eprintln!("{why}");
