@@ -10,104 +10,73 @@ mod util;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use util::{free_port, s, Dir, Proc};
+use util::{free_port, s, Dir, Nodes, Proc};
 
 const SITES: [&str; 3] = ["site-a", "site-b", "site-c"];
 
+/// The three nodes, each serving the federation protocol on a port of its own.
 struct Federation {
-    dir: Dir,
-    raft_ports: Vec<u16>,
+    cluster: Nodes,
     fed_ports: Vec<u16>,
-    nodes: Vec<Option<Proc>>,
-    starts: usize,
+}
+
+impl std::ops::Deref for Federation {
+    type Target = Nodes;
+    fn deref(&self) -> &Nodes {
+        &self.cluster
+    }
+}
+
+impl std::ops::DerefMut for Federation {
+    fn deref_mut(&mut self) -> &mut Nodes {
+        &mut self.cluster
+    }
 }
 
 impl Federation {
     fn start() -> Federation {
         let dir = Dir::new();
-        dir.ok(&["pki", "init", "--dir", "pki"]);
-        for n in ["coordinator", "node-1", "node-2", "node-3"]
-            .iter()
-            .chain(SITES.iter())
-        {
-            dir.ok(&["pki", "issue", n, "--dir", "pki"]);
-        }
+        let names: Vec<&str> = ["coordinator", "node-1", "node-2", "node-3"]
+            .into_iter()
+            .chain(SITES)
+            .collect();
+        util::pki(&dir, &names);
         // 2,000 NSL-KDD flows per site.
         util::deal_nsl_kdd(&dir, &SITES, 2000);
-        let mut f = Federation {
-            dir,
-            raft_ports: (0..3).map(|_| free_port()).collect(),
-            fed_ports: (0..3).map(|_| free_port()).collect(),
-            nodes: vec![None, None, None],
-            starts: 0,
-        };
-        for i in 1..=3 {
-            f.start_node(i, i == 1);
-        }
-        f.nodes[0]
-            .as_mut()
-            .unwrap()
-            .await_log("cluster initialized", 1);
-        f
+        let fed_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let ports = fed_ports.clone();
+        let cluster = Nodes::start(dir, move |i| {
+            [
+                "--heartbeat-ms",
+                "200",
+                "--federation-listen",
+                &format!("127.0.0.1:{}", ports[i - 1]),
+                "--sites",
+                "site-a,site-b,site-c",
+                "--trees-per-site",
+                "10",
+                // The round opens with the two sites that joined; it waits for the third's
+                // upload.
+                "--join-timeout",
+                "2s",
+                "--min-sites",
+                "2",
+                "--upload-timeout",
+                "90s",
+                "--scoring-timeout",
+                "60s",
+                "--fetch-grace",
+                "5s",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+        });
+        Federation { cluster, fed_ports }
     }
 
     fn raft_urls(&self) -> String {
-        (1..=3)
-            .map(|i| format!("https://127.0.0.1:{}", self.raft_ports[i - 1]))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn start_node(&mut self, i: usize, init: bool) {
-        let name = format!("node-{i}");
-        let id = i.to_string();
-        let listen = format!("127.0.0.1:{}", self.raft_ports[i - 1]);
-        let fed = format!("127.0.0.1:{}", self.fed_ports[i - 1]);
-        let state = format!("state-{i}");
-        let peers: String = (1..=3)
-            .map(|j| format!("{j}=https://127.0.0.1:{}", self.raft_ports[j - 1]))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut args = vec![
-            "node",
-            "--pki",
-            "pki",
-            "--name",
-            &name,
-            "--id",
-            &id,
-            "--listen",
-            &listen,
-            "--peers",
-            &peers,
-            "--state",
-            &state,
-            "--heartbeat-ms",
-            "200",
-            "--federation-listen",
-            &fed,
-            "--sites",
-            "site-a,site-b,site-c",
-            "--trees-per-site",
-            "10",
-            // The round opens with the two sites that joined; it waits for the third's upload.
-            "--join-timeout",
-            "2s",
-            "--min-sites",
-            "2",
-            "--upload-timeout",
-            "90s",
-            "--scoring-timeout",
-            "60s",
-            "--fetch-grace",
-            "5s",
-        ];
-        if init {
-            args.push("--init");
-        }
-        self.starts += 1;
-        let log = format!("{name}-{}", self.starts);
-        self.nodes[i - 1] = Some(Proc::start(&self.dir, &log, &args));
+        self.urls(&[1, 2, 3])
     }
 
     fn start_site(&self, site: &str) -> Proc {
@@ -242,7 +211,7 @@ fn the_leader_killed_mid_round_and_the_round_completes_on_the_new_leader() {
         "--name",
         "site-a",
         "--node",
-        &format!("https://127.0.0.1:{}", f.raft_ports[first - 1]),
+        &f.url(first),
         "--json",
     ]);
     let contrib = v["contributions"].as_array().unwrap();
@@ -267,7 +236,7 @@ fn the_leader_killed_mid_round_and_the_round_completes_on_the_new_leader() {
             "--name",
             "site-b",
             "--node",
-            &format!("https://127.0.0.1:{}", f.raft_ports[i - 1]),
+            &f.url(i),
             "--out",
             s(&export),
         ]);

@@ -8,94 +8,42 @@ mod util;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use util::{free_port, s, Dir, Proc};
+use util::{s, Dir, Nodes, Proc};
 
-struct Cluster {
-    dir: Dir,
-    ports: Vec<u16>,
-    nodes: Vec<Option<Proc>>,
+/// The three nodes, with the ledger commands that read them.
+struct Cluster(Nodes);
+
+impl std::ops::Deref for Cluster {
+    type Target = Nodes;
+    fn deref(&self) -> &Nodes {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut Nodes {
+        &mut self.0
+    }
 }
 
 impl Cluster {
     /// A PKI (coordinator, two sites, three nodes) and three running nodes, node 1 bootstrapping.
     fn start() -> Cluster {
         let dir = Dir::new();
-        dir.ok(&["pki", "init", "--dir", "pki"]);
-        for n in [
-            "coordinator",
-            "site-a",
-            "site-b",
-            "node-1",
-            "node-2",
-            "node-3",
-        ] {
-            dir.ok(&["pki", "issue", n, "--dir", "pki"]);
-        }
-        let ports = (0..3).map(|_| free_port()).collect();
-        let mut c = Cluster {
-            dir,
-            ports,
-            nodes: vec![None, None, None],
-        };
-        for i in 1..=3 {
-            c.start_node(i, i == 1);
-        }
-        c.nodes[0]
-            .as_mut()
-            .unwrap()
-            .await_log("cluster initialized", 1);
-        c
-    }
-
-    fn peers(&self) -> String {
-        (1..=3)
-            .map(|i| format!("{i}=https://127.0.0.1:{}", self.ports[i - 1]))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn url(&self, i: usize) -> String {
-        format!("https://127.0.0.1:{}", self.ports[i - 1])
-    }
-
-    fn urls(&self, ids: &[usize]) -> String {
-        ids.iter()
-            .map(|&i| self.url(i))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn start_node(&mut self, i: usize, init: bool) {
-        let name = format!("node-{i}");
-        let id = i.to_string();
-        let listen = format!("127.0.0.1:{}", self.ports[i - 1]);
-        let state = format!("state-{i}");
-        let peers = self.peers();
-        let mut args = vec![
-            "node",
-            "--pki",
-            "pki",
-            "--name",
-            &name,
-            "--id",
-            &id,
-            "--listen",
-            &listen,
-            "--peers",
-            &peers,
-            "--state",
-            &state,
-            "--heartbeat-ms",
-            "100",
-        ];
-        if init {
-            args.push("--init");
-        }
-        // A restarted node logs to a new file.
-        static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = format!("{name}-{n}");
-        self.nodes[i - 1] = Some(Proc::start(&self.dir, &log, &args));
+        util::pki(
+            &dir,
+            &[
+                "coordinator",
+                "site-a",
+                "site-b",
+                "node-1",
+                "node-2",
+                "node-3",
+            ],
+        );
+        Cluster(Nodes::start(dir, |_| {
+            vec!["--heartbeat-ms".to_string(), "100".to_string()]
+        }))
     }
 
     /// `fedids ledger SUB --pki pki --name NAME --node URLS EXTRA...`

@@ -321,3 +321,93 @@ pub fn wait_ready(proc: &mut Proc, ready: &Path) -> serde_json::Value {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `fedids pki init` in `pki/`, then a certificate for each of `names`.
+pub fn pki(dir: &Dir, names: &[&str]) {
+    dir.ok(&["pki", "init", "--dir", "pki"]);
+    for n in names {
+        dir.ok(&["pki", "issue", n, "--dir", "pki"]);
+    }
+}
+
+/// Three `fedids node` processes on 127.0.0.1 (Raft over mutual TLS, redb), named `node-1` to
+/// `node-3` with ids 1 to 3, node 1 bootstrapping the cluster. The PKI in `pki/` must hold their
+/// certificates. A node is killed (SIGKILL) when its [`Proc`] is dropped.
+pub struct Nodes {
+    pub dir: Dir,
+    /// The Raft port of node i at `ports[i - 1]`.
+    pub ports: Vec<u16>,
+    /// Node i's process at `nodes[i - 1]`; `None` once killed.
+    pub nodes: Vec<Option<Proc>>,
+    starts: usize,
+    /// Arguments of node i after the common ones.
+    extra: Box<dyn Fn(usize) -> Vec<String>>,
+}
+
+impl Nodes {
+    /// Starts the three nodes, each with the common arguments and `extra(i)`, and waits until
+    /// node 1 has initialized the cluster.
+    pub fn start(dir: Dir, extra: impl Fn(usize) -> Vec<String> + 'static) -> Nodes {
+        let mut n = Nodes {
+            dir,
+            ports: (0..3).map(|_| free_port()).collect(),
+            nodes: vec![None, None, None],
+            starts: 0,
+            extra: Box::new(extra),
+        };
+        for i in 1..=3 {
+            n.start_node(i, i == 1);
+        }
+        n.nodes[0]
+            .as_mut()
+            .unwrap()
+            .await_log("cluster initialized", 1);
+        n
+    }
+
+    pub fn url(&self, i: usize) -> String {
+        format!("https://127.0.0.1:{}", self.ports[i - 1])
+    }
+
+    /// The URLs of nodes `ids`, comma-separated.
+    pub fn urls(&self, ids: &[usize]) -> String {
+        ids.iter()
+            .map(|&i| self.url(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// (Re)starts node i; a restarted node logs to new files.
+    pub fn start_node(&mut self, i: usize, init: bool) {
+        let peers = (1..=3)
+            .map(|j| format!("{j}={}", self.url(j)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args: Vec<String> = [
+            "node",
+            "--pki",
+            "pki",
+            "--name",
+            &format!("node-{i}"),
+            "--id",
+            &i.to_string(),
+            "--listen",
+            &format!("127.0.0.1:{}", self.ports[i - 1]),
+            "--peers",
+            &peers,
+            "--state",
+            &format!("state-{i}"),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend((self.extra)(i));
+        if init {
+            args.push("--init".to_string());
+        }
+        self.starts += 1;
+        let log = format!("node-{i}-{}", self.starts);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.nodes[i - 1] = Some(Proc::start(&self.dir, &log, &args));
+    }
+}
