@@ -1,6 +1,7 @@
 //! `fedids detect`: stream flows through a model and write EVE alerts and incidents.
 //!
-//! One thread reads and parses the next batch while the rayon pool scores the current one.
+//! The next batch is read and parsed while the current one is scored, both as tasks of the one
+//! rayon pool.
 //! With `--follow`, the input is a file being appended to: [`Follow`] hands out whole lines as
 //! they arrive and tells the batch reader to hand out a short batch when nothing new comes.
 
