@@ -371,3 +371,125 @@ mod avx512 {
         unreachable!("the predictor never picks the AVX-512 kernel off x86-64")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::tree::{Node, LEAF};
+
+    /// A valid tree of `n_nodes` nodes drawn from `picks`: any node may be a leaf, an internal
+    /// node's children are any later adjacent pair (so subtrees may be shared), features and
+    /// thresholds are arbitrary.
+    fn tree(n_features: usize, n_classes: usize, picks: &[(bool, u32, u32, f32)]) -> Tree {
+        let n_nodes = picks.len();
+        let mut nodes = Vec::with_capacity(n_nodes);
+        let mut n_leaves = 0;
+        for (i, &(split, child, feature, threshold)) in picks.iter().enumerate() {
+            if split && i + 2 < n_nodes {
+                let first = i + 1;
+                let span = (n_nodes - 1 - first) as u32;
+                nodes.push(Node {
+                    feature: feature % n_features as u32,
+                    threshold,
+                    left: first as u32 + child % span,
+                });
+            } else {
+                nodes.push(Node {
+                    feature: LEAF,
+                    threshold: 0.0,
+                    left: n_leaves,
+                });
+                n_leaves += 1;
+            }
+        }
+        let leaf_values = (0..n_leaves as usize * n_classes)
+            .map(|k| ((k * 7919) % 101) as f32 / 101.0)
+            .collect();
+        let t = Tree {
+            n_features: n_features as u32,
+            n_classes: n_classes as u32,
+            nodes,
+            leaf_values,
+            importances: vec![0.0; n_features],
+        };
+        t.validate(n_features, n_classes).expect("a valid tree");
+        t
+    }
+
+    fn naive(trees: &[Tree], x: &FeatureMatrix, n_classes: usize) -> Vec<f32> {
+        let scale = 1.0 / trees.len() as f32;
+        let mut row = vec![0.0; x.n_features()];
+        let mut out = Vec::new();
+        for r in 0..x.n_rows() {
+            x.row_into(r, &mut row);
+            let mut acc = vec![0.0f32; n_classes];
+            for t in trees {
+                for (a, p) in acc.iter_mut().zip(t.predict_proba_row(&row)) {
+                    *a += p;
+                }
+            }
+            out.extend(acc.iter().map(|a| a * scale));
+        }
+        out
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// A lone leaf, and a chain 3,000 nodes deep: both kernels agree with the reference.
+    #[test]
+    fn lone_leaves_and_deep_chains() {
+        let leaf = tree(1, 2, &[(false, 0, 0, 0.0)]);
+        // Node 2k splits on feature 0 at k: its left child (2k + 1) is a leaf, its right child
+        // (2k + 2) goes on.
+        let picks: Vec<_> = (0..6001)
+            .map(|i| (i % 2 == 0, 0, 0, (i / 2) as f32))
+            .collect();
+        let chain = tree(1, 2, &picks);
+        let trees = [leaf, chain];
+        let values: Vec<f32> = (0..3000).map(|r| (r % 3100) as f32 - 50.5).collect();
+        let x = FeatureMatrix::from_rows(values.len(), 1, &values);
+        let expected = bits(&naive(&trees, &x, 2));
+        let fast = Predictor::new(&trees, 1, 2);
+        assert_eq!(bits(&fast.predict_proba(&x).unwrap()), expected);
+        assert_eq!(bits(&fast.portable().predict_proba(&x).unwrap()), expected);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any valid trees (shared subtrees included) and any inputs: the kernel this CPU runs,
+        /// the portable kernel and the row-at-a-time reference agree bit for bit.
+        #[test]
+        fn kernels_agree_on_arbitrary_valid_trees(
+            n_features in 1usize..6,
+            n_classes in 1usize..4,
+            shapes in proptest::collection::vec(
+                proptest::collection::vec((any::<bool>(), any::<u32>(), any::<u32>(), -4.0f32..4.0), 1..80),
+                1..5,
+            ),
+            n_rows in 0usize..1100,
+            cells in proptest::collection::vec(
+                prop_oneof![
+                    8 => -5.0f32..5.0,
+                    1 => Just(f32::NAN),
+                    1 => Just(f32::INFINITY),
+                    1 => Just(f32::NEG_INFINITY),
+                    1 => Just(0.0f32),
+                ],
+                1..64,
+            ),
+        ) {
+            let trees: Vec<Tree> = shapes.iter().map(|p| tree(n_features, n_classes, p)).collect();
+            let values: Vec<f32> = (0..n_rows * n_features).map(|k| cells[k % cells.len()] + (k / cells.len()) as f32 * 0.25).collect();
+            let x = FeatureMatrix::from_rows(n_rows, n_features, &values);
+            let expected = bits(&naive(&trees, &x, n_classes));
+            let fast = Predictor::new(&trees, n_features, n_classes);
+            prop_assert_eq!(bits(&fast.predict_proba(&x).unwrap()), expected.clone());
+            prop_assert_eq!(bits(&fast.portable().predict_proba(&x).unwrap()), expected);
+        }
+    }
+}
