@@ -746,13 +746,7 @@ fn check_contribution(
     if bytes.is_empty() {
         return Err("this federation records contributions on the ledger: send the signed entry with the scores".into());
     }
-    let entry = fedids_ledger::Entry::decode(bytes).map_err(|e| e.to_string())?;
-    if entry.unsigned.author != site {
-        return Err(format!("authored by '{}'", entry.unsigned.author));
-    }
-    if !entry.signature_ok(&key.to_bytes()) {
-        return Err("bad signature".into());
-    }
+    let entry = signed_by(bytes, site, key)?;
     let fedids_ledger::Body::ModelContribution(c) = &entry.unsigned.body else {
         return Err(format!(
             "a {}, not a model contribution",
@@ -773,13 +767,8 @@ fn check_contribution(
     Ok(())
 }
 
-/// Checks a site's evaluation entry against the round it measures; returns the entry.
-fn check_evaluation(
-    bytes: &[u8],
-    site: &str,
-    record: &RoundRecord,
-    key: &VerifyingKey,
-) -> Result<fedids_ledger::Entry, String> {
+/// Decodes a ledger entry a site sent and checks that the site wrote and signed it.
+fn signed_by(bytes: &[u8], site: &str, key: &VerifyingKey) -> Result<fedids_ledger::Entry, String> {
     let entry = fedids_ledger::Entry::decode(bytes).map_err(|e| e.to_string())?;
     if entry.unsigned.author != site {
         return Err(format!("authored by '{}'", entry.unsigned.author));
@@ -787,6 +776,17 @@ fn check_evaluation(
     if !entry.signature_ok(&key.to_bytes()) {
         return Err("bad signature".into());
     }
+    Ok(entry)
+}
+
+/// Checks a site's evaluation entry against the round it measures; returns the entry.
+fn check_evaluation(
+    bytes: &[u8],
+    site: &str,
+    record: &RoundRecord,
+    key: &VerifyingKey,
+) -> Result<fedids_ledger::Entry, String> {
+    let entry = signed_by(bytes, site, key)?;
     let fedids_ledger::Body::Evaluation(e) = &entry.unsigned.body else {
         return Err(format!(
             "a {}, not an evaluation",
