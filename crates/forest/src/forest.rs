@@ -8,7 +8,7 @@ use crate::binning::BinnedMatrix;
 use crate::error::ForestError;
 use crate::predict::Predictor;
 use crate::train::{build_tree, Criterion, TrainData, TreeParams};
-use crate::tree::{argmax, Tree};
+use crate::tree::Tree;
 use fedids_rng::{tree_seed, Rng};
 
 /// How many features each split considers.
@@ -366,9 +366,11 @@ impl Forest {
     }
 
     /// The predicted class of each row (highest mean probability; lowest index on ties).
+    ///
+    /// Exactly the argmax of [`Forest::predict_proba`], with less work: see
+    /// [`Predictor::predict`].
     pub fn predict(&self, x: &FeatureMatrix) -> Result<Vec<u32>, ForestError> {
-        let proba = self.predict_proba(x)?;
-        Ok(proba.chunks_exact(self.n_classes()).map(argmax).collect())
+        self.predictor().predict(x)
     }
 
     /// Each tree's own predictions, `[tree][row]`.

@@ -10,40 +10,54 @@
 //! end nodes, with identical results (the sums run in tree order either way, so the outputs are
 //! equal bit for bit):
 //!
-//! - [`Kernel::Portable`]: groups of [`LANES`] rows walk the tree in lock-step until no lane
-//!   moves. A group costs as many steps as its deepest row.
+//! - [`Kernel::Portable`]: [`LANES`] rows walk the tree interleaved, without data-dependent
+//!   branches, and a lane whose row reached its leaf takes the next row, so a row costs its own
+//!   depth.
 //! - [`Kernel::Avx512`] (x86-64 CPUs with AVX-512F, detected at run time): 32 lanes in two
-//!   vectors walk with gathers, and a lane whose row reached its leaf takes the next row at once,
-//!   so a row costs its own depth. On NSL-KDD's 100-tree forest the mean path is about 10 nodes
-//!   and a 32-row group's deepest about 18, which is most of this kernel's gain.
+//!   vectors walk with gathers, refilled the same way. On NSL-KDD's 100-tree forest the mean
+//!   path is about 11.5 nodes; a lock-step walk pays a 32-row group's deepest path, about 18.
+//!
+//! There is no AVX2 kernel: on the Zen 3 machine we measured, an 8-lane AVX2 gather costs about
+//! 12 cycles, and an AVX2 version of the refilling kernel ran no faster than the portable one.
+//!
+//! [`Predictor::predict`] wants classes, not probabilities, so from the middle of the forest on
+//! it drops the rows whose class the remaining trees can no longer change (compacting the
+//! block), and still returns exactly the argmax of [`Predictor::predict_proba`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fedids_data::FeatureMatrix;
 use rayon::prelude::*;
 
 use crate::error::ForestError;
-use crate::tree::Tree;
+use crate::tree::{argmax, Tree};
 
 /// Rows walked through a tree together by the portable kernel.
-const LANES: usize = 32;
+const LANES: usize = 16;
+
+/// [`Predictor::predict`] looks for decided rows after every this many trees.
+const EXIT_EVERY: usize = 4;
+
+/// Slack, relative to the most a whole forest can add to one class, that a decided row's lead
+/// keeps beyond the remaining trees' reach: far above the rounding of `f32` sums and of their
+/// scaling to means, so the class `predict_proba` would give is the leading one, strictly.
+const MARGIN: f64 = 1.0 / 4096.0;
 
 /// Which inner loop finds the leaves. Both give the same outputs, bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
-    /// Scalar lock-step walk; runs everywhere.
+    /// Scalar interleaved walk, lanes refilled as rows finish; runs everywhere.
     Portable,
     /// AVX-512F gathers with lanes refilled as rows finish.
     Avx512,
 }
 
 impl Kernel {
-    /// Rows per parallel task: the row-major copy of a block stays in L1/L2 while every tree
-    /// runs. The refilling kernel wants longer blocks (its tail, where lanes run out of rows,
-    /// comes once per block and tree).
+    /// Rows per parallel task: the row-major copy of a block stays in L2 while every tree runs,
+    /// and the refilling kernels' tail (where lanes run out of rows) comes once per 1,024 rows
+    /// and tree.
     fn block(self) -> usize {
-        match self {
-            Kernel::Portable => 256,
-            Kernel::Avx512 => 1024,
-        }
+        1024
     }
 }
 
@@ -82,6 +96,12 @@ pub struct Predictor<'a> {
 
 impl<'a> Predictor<'a> {
     pub(crate) fn new(trees: &'a [Tree], n_features: usize, n_classes: usize) -> Self {
+        // The kernels index without bounds checks on the strength of these invariants.
+        for (k, t) in trees.iter().enumerate() {
+            if let Err(e) = t.validate(n_features, n_classes) {
+                panic!("tree {k} of a forest is invalid (forests hold validated trees): {e}");
+            }
+        }
         let kernel = if avx512::available() && packable(trees, n_features) {
             Kernel::Avx512
         } else {
@@ -153,91 +173,251 @@ impl<'a> Predictor<'a> {
 
     /// Mean class probabilities over the trees, row-major (`n_rows * n_classes`).
     pub fn predict_proba(&self, x: &FeatureMatrix) -> Result<Vec<f32>, ForestError> {
-        if x.n_features() != self.n_features {
-            return Err(ForestError::FeatureCount {
-                expected: self.n_features,
-                found: x.n_features(),
-            });
-        }
+        self.check_input(x)?;
         let c = self.n_classes;
-        let nf = self.n_features;
         let block = self.kernel.block();
         let mut out = vec![0.0f32; x.n_rows() * c];
         let scale = 1.0 / self.trees.len().max(1) as f32;
         out.par_chunks_mut(block * c)
             .enumerate()
             .for_each(|(block_idx, out_block)| {
-                let start = block_idx * block;
                 let rows = out_block.len() / c;
-                // Row-major copy, with one all-zero row after the last for idle lanes.
-                let mut buf = vec![0.0f32; (rows + 1) * nf];
-                for f in 0..nf {
-                    let col = &x.column(f)[start..start + rows];
-                    for (r, &v) in col.iter().enumerate() {
-                        buf[r * nf + f] = v;
-                    }
-                }
+                let buf = self.row_major(x, block_idx * block, rows);
                 let mut ends = vec![0u32; rows];
-                let mut scratch = avx512::Scratch::default();
-                for (tree, source) in self.trees.iter().zip(self.sources) {
-                    match self.kernel {
-                        Kernel::Portable => walk_lockstep(&tree.nodes, &buf, nf, &mut ends),
-                        Kernel::Avx512 => avx512::walk(tree, &buf, nf, &mut ends, &mut scratch),
-                    }
-                    for (acc, &end) in out_block.chunks_exact_mut(c).zip(&ends) {
-                        let leaf = tree.leaf_of_node[end as usize] as usize;
-                        let p = &source.leaf_values[leaf * c..(leaf + 1) * c];
-                        for (a, v) in acc.iter_mut().zip(p) {
-                            *a += v;
-                        }
-                    }
+                let mut scratch = Scratch::default();
+                for t in 0..self.trees.len() {
+                    self.walk(t, &buf, &mut ends, &mut scratch);
+                    self.add_leaves(t, &ends, out_block);
                 }
                 out_block.iter_mut().for_each(|v| *v *= scale);
             });
         Ok(out)
     }
+
+    /// The class of each row with the highest mean probability (lowest index on ties): exactly
+    /// the argmax of [`Predictor::predict_proba`]'s rows, found with less work.
+    ///
+    /// From the middle of the forest on, every few trees, a row stops walking once no choice of
+    /// leaves in the trees left could change its class: its leading class's sum beats every
+    /// other's by more than the most the remaining trees can add (the sum of each tree's largest
+    /// leaf value), plus a margin covering the rounding of `f32` sums. Rows still undecided walk
+    /// every tree and are decided as `predict_proba` decides them.
+    pub fn predict(&self, x: &FeatureMatrix) -> Result<Vec<u32>, ForestError> {
+        Ok(self.predict_counting(x)?.0)
+    }
+
+    /// [`Predictor::predict`], and how many (row, tree) walks it took: `n_rows * n_trees`
+    /// without early exits.
+    pub fn predict_counting(&self, x: &FeatureMatrix) -> Result<(Vec<u32>, u64), ForestError> {
+        self.check_input(x)?;
+        let c = self.n_classes;
+        let nf = self.n_features;
+        let n_trees = self.trees.len();
+        let block = self.kernel.block();
+        let scale = 1.0 / n_trees.max(1) as f32;
+        // `reach[t]`: the most trees `t..` can add to one class's sum.
+        let mut reach = vec![0.0f64; n_trees + 1];
+        for t in (0..n_trees).rev() {
+            let top = self.sources[t]
+                .leaf_values
+                .iter()
+                .fold(0.0f32, |m, &v| m.max(v));
+            reach[t] = reach[t + 1] + top as f64;
+        }
+        let total = reach[0];
+        let mut out = vec![0u32; x.n_rows()];
+        let walks = AtomicU64::new(0);
+        out.par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(block_idx, out_block)| {
+                let rows = out_block.len();
+                let mut buf = self.row_major(x, block_idx * block, rows);
+                let mut acc = vec![0.0f32; rows * c];
+                // The rows still walking, compacted to the front of `buf`, `acc` and `ids`.
+                let mut ids: Vec<u32> = (0..rows as u32).collect();
+                let mut ends = vec![0u32; rows];
+                let mut scratch = Scratch::default();
+                let mut proba = vec![0.0f32; c];
+                for t in 0..n_trees {
+                    let live = ids.len();
+                    walks.fetch_add(live as u64, Ordering::Relaxed);
+                    self.walk(t, &buf[..(live + 1) * nf], &mut ends[..live], &mut scratch);
+                    self.add_leaves(t, &ends[..live], &mut acc[..live * c]);
+                    let done = t + 1;
+                    if c < 2 || done * 2 < n_trees || done % EXIT_EVERY != 0 || done == n_trees {
+                        continue;
+                    }
+                    // Each of the `left` additions still to come to a sum rounds by at most half
+                    // an ulp of `total`; a leading sum never shrinks (its terms are >= 0).
+                    let left = (n_trees - done) as f64;
+                    let bound = reach[done] + total * (MARGIN + left * f32::EPSILON as f64);
+                    let mut kept = 0;
+                    for k in 0..live {
+                        let sums = &acc[k * c..(k + 1) * c];
+                        let best = argmax(sums) as usize;
+                        let lead = sums
+                            .iter()
+                            .enumerate()
+                            .filter(|&(j, _)| j != best)
+                            .map(|(_, &v)| sums[best] as f64 - v as f64)
+                            .fold(f64::INFINITY, f64::min);
+                        if lead > bound {
+                            out_block[ids[k] as usize] = best as u32;
+                        } else {
+                            if kept != k {
+                                ids[kept] = ids[k];
+                                acc.copy_within(k * c..(k + 1) * c, kept * c);
+                                buf.copy_within(k * nf..(k + 1) * nf, kept * nf);
+                            }
+                            kept += 1;
+                        }
+                    }
+                    ids.truncate(kept);
+                    // The padding row moves up behind the rows left.
+                    buf[kept * nf..(kept + 1) * nf].fill(0.0);
+                }
+                for (k, &id) in ids.iter().enumerate() {
+                    for (p, &a) in proba.iter_mut().zip(&acc[k * c..(k + 1) * c]) {
+                        *p = a * scale;
+                    }
+                    out_block[id as usize] = argmax(&proba);
+                }
+            });
+        Ok((out, walks.into_inner()))
+    }
+
+    fn check_input(&self, x: &FeatureMatrix) -> Result<(), ForestError> {
+        if x.n_features() != self.n_features {
+            return Err(ForestError::FeatureCount {
+                expected: self.n_features,
+                found: x.n_features(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Rows `start..start + rows` of `x`, row-major, then one all-zero row for idle lanes.
+    fn row_major(&self, x: &FeatureMatrix, start: usize, rows: usize) -> Vec<f32> {
+        let nf = self.n_features;
+        let mut buf = vec![0.0f32; (rows + 1) * nf];
+        for f in 0..nf {
+            let col = &x.column(f)[start..start + rows];
+            for (r, &v) in col.iter().enumerate() {
+                buf[r * nf + f] = v;
+            }
+        }
+        buf
+    }
+
+    /// Writes to `ends[r]` the node of tree `t` where row `r` of `buf` ends (`buf` holds
+    /// `ends.len() + 1` rows, the last all zeros).
+    fn walk(&self, t: usize, buf: &[f32], ends: &mut [u32], scratch: &mut Scratch) {
+        let tree = &self.trees[t];
+        match self.kernel {
+            Kernel::Portable => walk_refill(&tree.nodes, buf, self.n_features, ends),
+            Kernel::Avx512 => avx512::walk(tree, buf, self.n_features, ends, scratch),
+        }
+    }
+
+    /// Adds to each row's class sums (`acc`, row-major) the leaf of tree `t` it ended on.
+    fn add_leaves(&self, t: usize, ends: &[u32], acc: &mut [f32]) {
+        let c = self.n_classes;
+        let (tree, source) = (&self.trees[t], &self.sources[t]);
+        for (acc, &end) in acc.chunks_exact_mut(c).zip(ends) {
+            let leaf = tree.leaf_of_node[end as usize] as usize;
+            let p = &source.leaf_values[leaf * c..(leaf + 1) * c];
+            for (a, v) in acc.iter_mut().zip(p) {
+                *a += v;
+            }
+        }
+    }
 }
 
 /// The portable kernel: writes the node where row `r` of `buf` ends to `ends[r]`.
-fn walk_lockstep(nodes: &[CNode], buf: &[f32], nf: usize, ends: &mut [u32]) {
-    let mut idx = [0u32; LANES];
-    for (rows_g, ends_g) in buf.chunks(LANES * nf).zip(ends.chunks_mut(LANES)) {
-        let lanes = ends_g.len();
-        idx[..lanes].iter_mut().for_each(|i| *i = 0);
-        // Leaves point at themselves, so a lane that reached one stays there; stop once a step
-        // moves no lane. Validated trees only move forward, so this ends within depth + 1 steps.
-        loop {
-            let mut moved = 0u32;
-            for (k, i) in idx[..lanes].iter_mut().enumerate() {
-                let n = nodes[*i as usize];
-                let v = rows_g[k * nf + n.feature as usize];
+///
+/// [`LANES`] rows walk at once, a step each in turn, so the CPU overlaps their independent
+/// chains of loads; a lane whose row reached its leaf (the step did not move it) takes the next
+/// row, from the root. Nothing in the loop branches on the data: every step writes the lane's
+/// node to its row's slot (the last write is the leaf) and selects the lane's next state. The
+/// last rows, fewer than two lanes' worth, are walked one at a time.
+fn walk_refill(nodes: &[CNode], buf: &[f32], nf: usize, ends: &mut [u32]) {
+    let n_rows = ends.len();
+    assert!(buf.len() >= n_rows * nf, "a value per row and feature");
+    if nf == 0 {
+        // No feature to split on: every tree of such a forest is one leaf, its root.
+        ends.fill(0);
+        return;
+    }
+    // Lane state: `row << 32 | node`.
+    let mut lanes = [0u64; LANES];
+    let mut next_row = 0;
+    if n_rows >= 2 * LANES {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            *lane = (k as u64) << 32;
+        }
+        next_row = LANES;
+        // A round takes at most one new row per lane, so every lane's row stays below `n_rows`.
+        while next_row + LANES <= n_rows {
+            for lane in &mut lanes {
+                let i = *lane as u32;
+                let r = (*lane >> 32) as usize;
+                // SAFETY: `i < nodes.len()`: it is the root or `left + 0 or 1` of a node of a
+                // validated tree, where a leaf's `left` is itself and no value exceeds its `+inf`
+                // threshold. `r < n_rows` (above) and a node's feature is below `nf` (validated;
+                // leaves read feature 0 and `nf > 0`), so `r * nf + feature < buf.len()` and
+                // `r < ends.len()`.
+                let n = unsafe { *nodes.get_unchecked(i as usize) };
+                let v = unsafe { *buf.get_unchecked(r * nf + n.feature as usize) };
                 let next = n.left + (v > n.threshold) as u32;
-                moved |= next ^ *i;
-                *i = next;
-            }
-            if moved == 0 {
-                break;
+                unsafe { *ends.get_unchecked_mut(r) = i };
+                let finished = next == i;
+                *lane = if finished {
+                    (next_row as u64) << 32
+                } else {
+                    (*lane & !0xffff_ffff) | next as u64
+                };
+                next_row += finished as usize;
             }
         }
-        ends_g.copy_from_slice(&idx[..lanes]);
+        for lane in lanes {
+            let (r, i) = ((lane >> 32) as usize, lane as u32);
+            ends[r] = walk_one(nodes, &buf[r * nf..(r + 1) * nf], i);
+        }
     }
+    for r in next_row..n_rows {
+        ends[r] = walk_one(nodes, &buf[r * nf..(r + 1) * nf], 0);
+    }
+}
+
+/// The node where a row that is at node `i` ends.
+fn walk_one(nodes: &[CNode], row: &[f32], mut i: u32) -> u32 {
+    loop {
+        let n = nodes[i as usize];
+        let next = n.left + (row[n.feature as usize] > n.threshold) as u32;
+        if next == i {
+            return i;
+        }
+        i = next;
+    }
+}
+
+/// The AVX-512 kernel's record of finished rows (and the node each ended on).
+#[derive(Default)]
+struct Scratch {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    rows: Vec<i32>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    ends: Vec<i32>,
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::CompiledTree;
+    use super::{CompiledTree, Scratch};
 
     pub(super) fn available() -> bool {
         std::arch::is_x86_feature_detected!("avx512f")
-    }
-
-    /// Rows that finished (and the node they ended on), appended 16 lanes at a time.
-    #[derive(Default)]
-    pub(super) struct Scratch {
-        rows: Vec<i32>,
-        ends: Vec<i32>,
     }
 
     /// The AVX-512 kernel: writes the node where row `r` of `buf` ends to `ends[r]`.
@@ -358,14 +538,11 @@ mod avx512 {
 /// Stand-in where the AVX-512 kernel cannot exist: never available, never called.
 #[cfg(not(target_arch = "x86_64"))]
 mod avx512 {
-    use super::CompiledTree;
+    use super::{CompiledTree, Scratch};
 
     pub(super) fn available() -> bool {
         false
     }
-
-    #[derive(Default)]
-    pub(super) struct Scratch;
 
     pub(super) fn walk(_: &CompiledTree, _: &[f32], _: usize, _: &mut [u32], _: &mut Scratch) {
         unreachable!("the predictor never picks the AVX-512 kernel off x86-64")
@@ -458,6 +635,66 @@ mod tests {
         assert_eq!(bits(&fast.portable().predict_proba(&x).unwrap()), expected);
     }
 
+    fn labels(proba: &[f32], n_classes: usize) -> Vec<u32> {
+        proba.chunks_exact(n_classes).map(argmax).collect()
+    }
+
+    /// Trees that all vote alike decide rows early; ties between classes never do, and fall to
+    /// the lowest class, as in `predict_proba`.
+    #[test]
+    fn unanimous_forests_exit_early_and_ties_do_not() {
+        // Node 0 splits on feature 0 at 0.5: leaf 0 (class 0) left, leaf 1 (class 1) right.
+        let stump = |low: [f32; 2], high: [f32; 2]| Tree {
+            n_features: 1,
+            n_classes: 2,
+            nodes: vec![
+                Node {
+                    feature: 0,
+                    threshold: 0.5,
+                    left: 1,
+                },
+                Node {
+                    feature: LEAF,
+                    threshold: 0.0,
+                    left: 0,
+                },
+                Node {
+                    feature: LEAF,
+                    threshold: 0.0,
+                    left: 1,
+                },
+            ],
+            leaf_values: [low, high].concat(),
+            importances: vec![0.0],
+        };
+        let values: Vec<f32> = (0..3000).map(|r| (r % 2) as f32).collect();
+        let x = FeatureMatrix::from_rows(values.len(), 1, &values);
+        let n = values.len() as u64;
+
+        let unanimous = vec![stump([1.0, 0.0], [0.0, 1.0]); 100];
+        let p = Predictor::new(&unanimous, 1, 2);
+        let (pred, walks) = p.predict_counting(&x).unwrap();
+        assert_eq!(pred, labels(&naive(&unanimous, &x, 2), 2));
+        assert_eq!(pred[..4], [0, 1, 0, 1]);
+        // Decided at the first look, after 52 trees (the lead, 52, beats the 48 trees left).
+        assert_eq!(walks, 52 * n);
+
+        let tied = vec![stump([0.5, 0.5], [0.5, 0.5]); 100];
+        let p = Predictor::new(&tied, 1, 2);
+        let (pred, walks) = p.predict_counting(&x).unwrap();
+        assert_eq!(walks, 100 * n);
+        assert!(pred.iter().all(|&c| c == 0));
+
+        // A lead the trees left can just erase is never enough: half the trees vote one way,
+        // half the other, and every row ties (class 0) after walking all of them.
+        let mut late = vec![stump([1.0, 0.0], [0.0, 1.0]); 50];
+        late.extend(vec![stump([0.0, 1.0], [1.0, 0.0]); 50]);
+        let p = Predictor::new(&late, 1, 2);
+        let (pred, walks) = p.predict_counting(&x).unwrap();
+        assert_eq!(walks, 100 * n);
+        assert!(pred.iter().all(|&c| c == 0));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -469,7 +706,7 @@ mod tests {
             n_classes in 1usize..4,
             shapes in proptest::collection::vec(
                 proptest::collection::vec((any::<bool>(), any::<u32>(), any::<u32>(), -4.0f32..4.0), 1..80),
-                1..5,
+                1..24,
             ),
             n_rows in 0usize..1100,
             cells in proptest::collection::vec(
@@ -489,7 +726,11 @@ mod tests {
             let expected = bits(&naive(&trees, &x, n_classes));
             let fast = Predictor::new(&trees, n_features, n_classes);
             prop_assert_eq!(bits(&fast.predict_proba(&x).unwrap()), expected.clone());
-            prop_assert_eq!(bits(&fast.portable().predict_proba(&x).unwrap()), expected);
+            let want = labels(&naive(&trees, &x, n_classes), n_classes);
+            prop_assert_eq!(&fast.predict(&x).unwrap(), &want);
+            let portable = fast.portable();
+            prop_assert_eq!(bits(&portable.predict_proba(&x).unwrap()), expected);
+            prop_assert_eq!(&portable.predict(&x).unwrap(), &want);
         }
     }
 }

@@ -413,20 +413,21 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
     /// Both kernels and the row-at-a-time reference agree bit for bit, on any number of rows
-    /// (blocks, lane groups and their tails), with NaN, infinities and values equal to
-    /// thresholds among the inputs.
+    /// (blocks, lane groups and their tails) and trees, with NaN, infinities and values equal to
+    /// thresholds among the inputs; so do the predicted classes.
     #[test]
     fn kernels_agree_with_the_reference_bit_for_bit(
         seed in 0u64..10_000,
         n_features in 1usize..12,
         n_classes in 2u32..6,
         max_depth in proptest::option::of(1u32..12),
+        n_trees in 1usize..24,
         n_rows in 0usize..2_600,
         specials in proptest::collection::vec((0usize..100_000, 0usize..4), 0..64),
     ) {
         let (train_x, train_y) = synthetic(300, n_features, n_classes, seed);
         let forest = fit(&train_x, &train_y, n_classes as usize, &ForestParams {
-            n_trees: 7,
+            n_trees,
             max_depth,
             seed,
             ..ForestParams::default()
@@ -449,5 +450,13 @@ proptest! {
         let reference = naive_proba(&forest, &x);
         prop_assert!(same_bits(&fast.predict_proba(&x).unwrap(), &reference));
         prop_assert!(same_bits(&forest.predictor().portable().predict_proba(&x).unwrap(), &reference));
+        // Labels, found with early exits, are exactly the argmax of the reference's means.
+        let labels: Vec<u32> = reference
+            .chunks_exact(n_classes as usize)
+            .map(|p| fedids_forest::argmax_class(p) as u32)
+            .collect();
+        prop_assert_eq!(&fast.predict(&x).unwrap(), &labels);
+        prop_assert_eq!(&forest.predictor().portable().predict(&x).unwrap(), &labels);
+        prop_assert_eq!(&forest.predict(&x).unwrap(), &labels);
     }
 }
