@@ -201,14 +201,25 @@ def cmd_output(cmd, cwd=None):
 
 
 def cpu_model():
+    """The CPU's model name, with its family/model numbers and the SIMD extensions fedids' kernels
+    care about (a VM may report only "AMD EPYC")."""
+    info = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if ":" in line:
+                    k, v = (x.strip() for x in line.split(":", 1))
+                    info.setdefault(k, v)
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    name = info.get("model name") or platform.processor() or "unknown"
+    if "cpu family" in info and "model" in info:
+        name += f", family {info['cpu family']} model {info['model']}"
+    if "flags" in info:
+        flags = set(info["flags"].split())
+        simd = [f for f in ("avx2", "avx512f") if f in flags]
+        name += f", {'+'.join(simd) if simd else 'no AVX2'}"
+    return name
 
 
 def mem_total_mib():
@@ -284,6 +295,7 @@ def collect_metadata(args, fedids_bin, datasets):
         "datasets_dir": datasets,
         "config": {
             "trees": args.trees, "threads": args.threads, "seed": args.seed,
+            "predict_runs": args.predict_runs,
             "split_seed": args.split_seed, "quick": args.quick, "workloads": args.workloads,
             "sklearn": f"RandomForestClassifier(n_estimators={args.trees}, max_features='sqrt', "
                        f"max_depth=None, bootstrap=True, n_jobs={args.threads}, "
@@ -308,7 +320,8 @@ def run_sklearn(workload, train, test, args, env, logs_dir):
     fmt, task, _ = WORKLOADS[workload]
     row = empty_row(workload, "scikit-learn", args)
     cmd = [sys.executable, os.path.join(BENCH_DIR, "sklearn_run.py"), train, test, fmt, task,
-           str(args.seed), str(args.threads), "--trees", str(args.trees)]
+           str(args.seed), str(args.threads), "--trees", str(args.trees),
+           "--predict-runs", str(args.predict_runs)]
     log(f"  scikit-learn: {' '.join(cmd[1:])}")
     res = run_child(cmd, env, os.path.join(logs_dir, f"{workload}.sklearn"), args.timeout)
     row.update(wall_seconds=res["wall"], cpu_user_seconds=res["utime"],
@@ -358,7 +371,7 @@ def run_fedids(workload, train, test, args, env, logs_dir, tmp_dir, expect):
                model_hash=tout.get("model_hash"))
 
     eval_cmd = [args.fedids, "eval", "--model", model, "--data", test, "--threads",
-                str(args.threads), "--json", "--quiet"]
+                str(args.threads), "--timing-runs", str(args.predict_runs), "--json", "--quiet"]
     log(f"  fedids: {' '.join(eval_cmd[1:])}")
     ev = run_child(eval_cmd, env, os.path.join(logs_dir, f"{workload}.fedids-eval"), args.timeout)
     row["eval_rss_mib"] = mib(ev["maxrss_kib"])
@@ -500,9 +513,11 @@ def render_table(meta, rows, cmps, split_info):
               "- fit s: model fitting only, reported by the tool itself (sklearn: `clf.fit` timed "
               "with perf_counter; fedids: `fit_seconds` of `fedids train --json`). CSV loading and "
               "encoding are excluded (kept as load_seconds in results.csv).",
-              "- predict rows/s: test rows / seconds of one batch prediction over the already-"
-              "loaded test matrix (sklearn: `clf.predict(X_test)`; fedids: `rows_per_second` of "
-              "`fedids eval --json`). Parsing is excluded.",
+              "- predict rows/s: test rows / the median seconds of "
+              f"{meta['config']['predict_runs']} batch predictions over the already-loaded test "
+              "matrix, one after another in one process (sklearn: `clf.predict(X_test)`; fedids: "
+              "`rows_per_second` of `fedids eval --timing-runs N --json`). Parsing is excluded. "
+              "Each run's seconds are in results.json.",
               "- accuracy, macro-F1: on the test file. Macro-F1 is the unweighted mean of per-class "
               "F1 over the classes present in the true or predicted labels (sklearn "
               "`f1_score(average='macro', zero_division=0)`); binary uses both classes.",
@@ -550,6 +565,8 @@ def parse_args(argv):
     ap.add_argument("--workloads", help="comma-separated subset of " + ",".join(WORKLOADS))
     ap.add_argument("--trees", type=int, help="trees per forest (default 100, 20 with --quick)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--predict-runs", type=int, default=5,
+                    help="batch predictions timed per tool and workload; the median is reported")
     ap.add_argument("--seed", type=int, default=42, help="forest seed for both tools")
     ap.add_argument("--split-seed", type=int, default=7, help="seed of the KDD99 80/20 split")
     ap.add_argument("--fedids", help="fedids binary (default: <repo>/target/release/fedids, "

@@ -129,6 +129,26 @@ fn nsl_kdd_test_21_is_harder() {
     assert_eq!(e["n_rows"], 11850);
     // Measured about 0.60: these are the records most reference classifiers get wrong.
     assert!(accuracy(&e) > 0.45, "{}", accuracy(&e));
+
+    // Timed several times for benchmarks: the median of the runs, the same metrics.
+    let test = datasets().join("nsl-kdd/KDDTest-21.txt");
+    let args = ["eval", "--model", s(&model), "--data", s(&test)];
+    let again = dir.json(&[&args[..], &["--timing-runs", "3", "--json", "--quiet"]].concat());
+    let runs: Vec<f64> = again["predict_runs_seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 3);
+    let mut sorted = runs.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(again["predict_seconds"].as_f64().unwrap(), sorted[1]);
+    assert_eq!(again["metrics"], e["metrics"]);
+    let out = dir.run(&[&args[..], &["--timing-runs", "0"]].concat());
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'0' for '--timing-runs <N>'"), "{err}");
 }
 
 #[test]

@@ -341,6 +341,10 @@ pub struct EvalArgs {
     /// What to do with a label the model's classes do not include.
     #[arg(long, value_enum, default_value = "error")]
     pub unmapped_label: UnmappedLabel,
+    /// Predict the data this many times and report the median time (for benchmarks on noisy
+    /// machines); every run must give the same predictions.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub timing_runs: u32,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -19,7 +19,10 @@ pub struct EvalReport {
     pub data: String,
     pub n_rows: usize,
     pub load_seconds: f64,
+    /// The median over `predict_runs_seconds`.
     pub predict_seconds: f64,
+    /// Each timed prediction of the whole data (`--timing-runs`), in order.
+    pub predict_runs_seconds: Vec<f64>,
     pub rows_per_second: f64,
     pub metrics: Metrics,
     pub load_report: fedids_data::LoadReport,
@@ -41,6 +44,18 @@ fn timed_metrics(
     Ok((Metrics::compute(&ds.schema.classes, &ds.y, &pred), secs))
 }
 
+/// The median of non-empty `values` (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
 pub fn run(a: EvalArgs, quiet: bool) -> Result<()> {
     let m = ModelFile::load(&a.model)?;
     let (ds, load_seconds) = super::load_for_model(
@@ -50,7 +65,23 @@ pub fn run(a: EvalArgs, quiet: bool) -> Result<()> {
         a.unmapped_label,
         quiet,
     )?;
-    let (metrics, predict_seconds) = timed_metrics(&ds, || m.model.predict(&ds.x))?;
+    let mut runs = Vec::new();
+    let mut pred: Option<Vec<u32>> = None;
+    for _ in 0..a.timing_runs {
+        let start = Instant::now();
+        let again = m.model.predict(&ds.x)?;
+        runs.push(start.elapsed().as_secs_f64());
+        match &pred {
+            None => pred = Some(again),
+            Some(first) => anyhow::ensure!(
+                again == *first,
+                "predictions differ between timing runs (the model is deterministic: a bug)"
+            ),
+        }
+    }
+    let pred = pred.expect("--timing-runs is at least 1");
+    let metrics = Metrics::compute(&ds.schema.classes, &ds.y, &pred);
+    let predict_seconds = median(&runs);
     let (kind, voting) = match &m.model {
         LoadedModel::Forest(_) => ("model", String::new()),
         LoadedModel::Global(g) => ("global model", format!(" ({} voting)", g.voting())),
@@ -62,6 +93,7 @@ pub fn run(a: EvalArgs, quiet: bool) -> Result<()> {
         n_rows: ds.x.n_rows(),
         load_seconds,
         predict_seconds,
+        predict_runs_seconds: runs,
         rows_per_second: ds.x.n_rows() as f64 / predict_seconds.max(1e-9),
         metrics,
         load_report: ds.report,
@@ -72,15 +104,32 @@ pub fn run(a: EvalArgs, quiet: bool) -> Result<()> {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{kind} {}{voting} on {}: {} rows predicted in {:.3} s ({} rows/s)\n",
+            "{kind} {}{voting} on {}: {} rows predicted in {:.3} s{} ({} rows/s)\n",
             &report.model_hash[..16],
             report.data,
             super::thousands(report.n_rows as u64),
             predict_seconds,
+            if a.timing_runs > 1 {
+                format!(" (median of {} runs)", a.timing_runs)
+            } else {
+                String::new()
+            },
             super::thousands(report.rows_per_second as u64)
         );
         let _ = write!(out, "{}", report.metrics.render_table());
         crate::ui::emit(&out)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0]), 3.0);
+        assert_eq!(median(&[5.0, 1.0, 3.0]), 3.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
 }
