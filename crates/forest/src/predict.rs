@@ -338,8 +338,9 @@ impl<'a> Predictor<'a> {
 /// [`LANES`] rows walk at once, a step each in turn, so the CPU overlaps their independent
 /// chains of loads; a lane whose row reached its leaf (the step did not move it) takes the next
 /// row, from the root. Nothing in the loop branches on the data: every step writes the lane's
-/// node to its row's slot (the last write is the leaf) and selects the lane's next state. The
-/// last rows, fewer than two lanes' worth, are walked one at a time.
+/// node to its row's slot (the last write is the leaf) and selects the lane's next state. Once
+/// fewer rows than lanes are left to start, the rows in flight and those left finish one at a
+/// time (all of a block of fewer than two lanes' worth of rows does).
 fn walk_refill(nodes: &[CNode], buf: &[f32], nf: usize, ends: &mut [u32]) {
     let n_rows = ends.len();
     assert!(buf.len() >= n_rows * nf, "a value per row and feature");
