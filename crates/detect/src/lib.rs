@@ -61,6 +61,24 @@ pub enum DetectError {
         /// What was given.
         found: usize,
     },
+    /// The classes do not match the batch.
+    #[error("expected a class for each of {n_rows} rows, found {found}")]
+    ClassesShape {
+        /// Rows in the batch.
+        n_rows: usize,
+        /// Classes given.
+        found: usize,
+    },
+    /// A row's class is not one of the model's.
+    #[error("row {row}: class {class} is not one of the model's {n_classes} classes")]
+    UnknownClass {
+        /// 0-based row in the batch.
+        row: usize,
+        /// The class given.
+        class: usize,
+        /// Classes of the model.
+        n_classes: usize,
+    },
     /// An incidents file line does not hold an incident.
     #[error("{input}:{line}:{column}: expected an incident as JSON, {message}")]
     Incident {
@@ -108,11 +126,30 @@ impl Detector {
         }
     }
 
-    /// Scores one batch: `proba` is row-major, `n_rows * n_classes`. Flows without a timestamp
-    /// take `now`. Returns the batch's alerts in row order.
+    /// Scores one batch: `proba` is row-major, `n_rows * n_classes`, and each row's class is its
+    /// most probable one. Flows without a timestamp take `now`. Returns the batch's alerts in row
+    /// order.
     pub fn process(
         &mut self,
         batch: &Batch,
+        proba: &[f32],
+        now: Timestamp,
+    ) -> Result<Vec<EveAlert>, DetectError> {
+        let n_classes = self.classes.len().max(1);
+        let classes: Vec<u32> = proba
+            .chunks_exact(n_classes)
+            .map(|p| argmax(p) as u32)
+            .collect();
+        self.process_classified(batch, &classes, proba, now)
+    }
+
+    /// [`Detector::process`] with each row's class given: a row of class 0 (benign) raises no
+    /// alert and its probabilities are not read (a predictor may skip them); another row's alert
+    /// carries `proba[row * n_classes + class]`.
+    pub fn process_classified(
+        &mut self,
+        batch: &Batch,
+        classes: &[u32],
         proba: &[f32],
         now: Timestamp,
     ) -> Result<Vec<EveAlert>, DetectError> {
@@ -126,17 +163,32 @@ impl Detector {
                 found: proba.len(),
             });
         }
+        if classes.len() != n_rows {
+            return Err(DetectError::ClassesShape {
+                n_rows,
+                found: classes.len(),
+            });
+        }
         self.n_flows += n_rows as u64;
         let mut alerts = Vec::new();
-        for (row_idx, p) in proba.chunks_exact(n_classes).enumerate() {
-            let class_idx = argmax(p);
-            let probability = p.get(class_idx).copied().unwrap_or(0.0);
-            if class_idx == 0 || probability < self.config.min_probability {
+        for (row_idx, (p, &class_idx)) in proba.chunks_exact(n_classes).zip(classes).enumerate() {
+            let class_idx = class_idx as usize;
+            if class_idx == 0 {
+                continue;
+            }
+            let Some(&probability) = p.get(class_idx) else {
+                return Err(DetectError::UnknownClass {
+                    row: row_idx,
+                    class: class_idx,
+                    n_classes,
+                });
+            };
+            if probability < self.config.min_probability {
                 continue;
             }
             let line = batch.lines.get(row_idx).copied().unwrap_or(0);
             let flow = Flow::from_meta(&batch.meta.get(row_idx), now, line);
-            let class = self.classes.get(class_idx).map_or("", String::as_str);
+            let class = self.classes[class_idx].as_str();
             let id = self
                 .grouper
                 .add(&flow, class, class_idx as u32, probability)

@@ -81,6 +81,38 @@ fn eve_records() {
     assert_eq!(d.n_alerts(), 1);
 }
 
+/// Rows given with their class: a benign row's probabilities are not read (a predictor that
+/// settled it early leaves them zero), and the alerts are those of the full probabilities.
+#[test]
+fn classified_rows_alert_as_their_probabilities_do() {
+    let (classes, b) = batch(&[
+        row("1500000000.25", "203.0.113.7", "192.0.2.1", 80, "-"),
+        row("1500000001", "203.0.113.8", "192.0.2.1", 80, "-"),
+    ]);
+    let mut full = Detector::new(&classes, config(60));
+    let want = full
+        .process(&b, &[0.2, 0.8, 0.9, 0.1], Timestamp(0))
+        .unwrap();
+    let mut d = Detector::new(&classes, config(60));
+    let got = d
+        .process_classified(&b, &[1, 0], &[0.2, 0.8, 0.0, 0.0], Timestamp(0))
+        .unwrap();
+    assert_eq!(got, want);
+    assert_eq!((d.n_flows(), d.n_alerts()), (2, 1));
+
+    let proba = [0.2, 0.8, 0.9, 0.1];
+    let err = d.process_classified(&b, &[1], &proba, Timestamp(0));
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "expected a class for each of 2 rows, found 1"
+    );
+    let err = d.process_classified(&b, &[0, 7], &proba, Timestamp(0));
+    assert_eq!(
+        err.unwrap_err().to_string(),
+        "row 1: class 7 is not one of the model's 2 classes"
+    );
+}
+
 #[test]
 fn low_probability_and_bad_shapes() {
     let (classes, b) = batch(&[row("1", "203.0.113.7", "192.0.2.1", 80, "-")]);

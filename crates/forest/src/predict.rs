@@ -24,8 +24,6 @@
 //! it drops the rows whose class the remaining trees can no longer change (compacting the
 //! block), and still returns exactly the argmax of [`Predictor::predict_proba`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use fedids_data::FeatureMatrix;
 use rayon::prelude::*;
 
@@ -209,6 +207,32 @@ impl<'a> Predictor<'a> {
     /// [`Predictor::predict`], and how many (row, tree) walks it took: `n_rows * n_trees`
     /// without early exits.
     pub fn predict_counting(&self, x: &FeatureMatrix) -> Result<(Vec<u32>, u64), ForestError> {
+        let done = self.classify(x, Exit::Any, false)?;
+        Ok((done.classes, done.walks))
+    }
+
+    /// Each row's class, as [`Predictor::predict`] gives it, and its mean probabilities, as
+    /// [`Predictor::predict_proba`] gives them, bit for bit, except for the rows whose class is
+    /// decided early to be `settle`: those stop walking and their probabilities are all zero.
+    ///
+    /// For detection: a flow settled as benign raises no alert, whatever its exact probability,
+    /// while an alert carries the exact probability of its class.
+    pub fn predict_settling(
+        &self,
+        x: &FeatureMatrix,
+        settle: u32,
+    ) -> Result<(Vec<u32>, Vec<f32>), ForestError> {
+        let done = self.classify(x, Exit::Class(settle), true)?;
+        Ok((done.classes, done.proba))
+    }
+
+    /// Classes (and, if `with_proba`, probabilities) with the early exits `exit` allows.
+    fn classify(
+        &self,
+        x: &FeatureMatrix,
+        exit: Exit,
+        with_proba: bool,
+    ) -> Result<Classified, ForestError> {
         self.check_input(x)?;
         let c = self.n_classes;
         let nf = self.n_features;
@@ -225,22 +249,24 @@ impl<'a> Predictor<'a> {
             reach[t] = reach[t + 1] + top as f64;
         }
         let total = reach[0];
-        let mut out = vec![0u32; x.n_rows()];
-        let walks = AtomicU64::new(0);
-        out.par_chunks_mut(block)
-            .enumerate()
-            .for_each(|(block_idx, out_block)| {
-                let rows = out_block.len();
-                let mut buf = self.row_major(x, block_idx * block, rows);
+        let n_blocks = x.n_rows().div_ceil(block);
+        let blocks: Vec<Classified> = (0..n_blocks)
+            .into_par_iter()
+            .map(|block_idx| {
+                let start = block_idx * block;
+                let rows = block.min(x.n_rows() - start);
+                let mut classes = vec![0u32; rows];
+                let mut proba = vec![0.0f32; if with_proba { rows * c } else { 0 }];
+                let mut walks = 0u64;
+                let mut buf = self.row_major(x, start, rows);
                 let mut acc = vec![0.0f32; rows * c];
                 // The rows still walking, compacted to the front of `buf`, `acc` and `ids`.
                 let mut ids: Vec<u32> = (0..rows as u32).collect();
                 let mut ends = vec![0u32; rows];
                 let mut scratch = Scratch::default();
-                let mut proba = vec![0.0f32; c];
                 for t in 0..n_trees {
                     let live = ids.len();
-                    walks.fetch_add(live as u64, Ordering::Relaxed);
+                    walks += live as u64;
                     self.walk(t, &buf[..(live + 1) * nf], &mut ends[..live], &mut scratch);
                     self.add_leaves(t, &ends[..live], &mut acc[..live * c]);
                     let done = t + 1;
@@ -254,15 +280,19 @@ impl<'a> Predictor<'a> {
                     let mut kept = 0;
                     for k in 0..live {
                         let sums = &acc[k * c..(k + 1) * c];
-                        let best = argmax(sums) as usize;
-                        let lead = sums
-                            .iter()
-                            .enumerate()
-                            .filter(|&(j, _)| j != best)
-                            .map(|(_, &v)| sums[best] as f64 - v as f64)
-                            .fold(f64::INFINITY, f64::min);
-                        if lead > bound {
-                            out_block[ids[k] as usize] = best as u32;
+                        let best = argmax(sums);
+                        let may_exit = match exit {
+                            Exit::Any => true,
+                            Exit::Class(settle) => best == settle,
+                        };
+                        let decided = may_exit
+                            && sums
+                                .iter()
+                                .enumerate()
+                                .filter(|&(j, _)| j != best as usize)
+                                .all(|(_, &v)| sums[best as usize] as f64 - v as f64 > bound);
+                        if decided {
+                            classes[ids[k] as usize] = best;
                         } else {
                             if kept != k {
                                 ids[kept] = ids[k];
@@ -276,14 +306,36 @@ impl<'a> Predictor<'a> {
                     // The padding row moves up behind the rows left.
                     buf[kept * nf..(kept + 1) * nf].fill(0.0);
                 }
+                // The rows that walked every tree: their means, as `predict_proba` scales them.
+                let mut mean = vec![0.0f32; c];
                 for (k, &id) in ids.iter().enumerate() {
-                    for (p, &a) in proba.iter_mut().zip(&acc[k * c..(k + 1) * c]) {
-                        *p = a * scale;
+                    for (m, &a) in mean.iter_mut().zip(&acc[k * c..(k + 1) * c]) {
+                        *m = a * scale;
                     }
-                    out_block[id as usize] = argmax(&proba);
+                    let id = id as usize;
+                    classes[id] = argmax(&mean);
+                    if with_proba {
+                        proba[id * c..(id + 1) * c].copy_from_slice(&mean);
+                    }
                 }
-            });
-        Ok((out, walks.into_inner()))
+                Classified {
+                    classes,
+                    proba,
+                    walks,
+                }
+            })
+            .collect();
+        let mut all = Classified {
+            classes: Vec::with_capacity(x.n_rows()),
+            proba: Vec::with_capacity(if with_proba { x.n_rows() * c } else { 0 }),
+            walks: 0,
+        };
+        for b in blocks {
+            all.classes.extend(b.classes);
+            all.proba.extend(b.proba);
+            all.walks += b.walks;
+        }
+        Ok(all)
     }
 
     fn check_input(&self, x: &FeatureMatrix) -> Result<(), ForestError> {
@@ -400,6 +452,22 @@ fn walk_one(nodes: &[CNode], row: &[f32], mut i: u32) -> u32 {
         }
         i = next;
     }
+}
+
+/// Which rows [`Predictor::classify`] lets stop walking once their class is decided.
+#[derive(Clone, Copy)]
+enum Exit {
+    /// Every row.
+    Any,
+    /// Rows decided to be this class.
+    Class(u32),
+}
+
+/// Classes, probabilities (if asked for) and the (row, tree) walks it took.
+struct Classified {
+    classes: Vec<u32>,
+    proba: Vec<f32>,
+    walks: u64,
 }
 
 /// The AVX-512 kernel's record of finished rows (and the node each ended on).
@@ -680,6 +748,11 @@ mod tests {
         // Decided at the first look, after 52 trees (the lead, 52, beats the 48 trees left).
         assert_eq!(walks, 52 * n);
 
+        // Settling class 1 only: its rows stop with no probabilities, class 0's walk every tree.
+        let (classes, proba) = p.predict_settling(&x, 1).unwrap();
+        assert_eq!(classes, pred);
+        assert_eq!(proba[..4], [1.0, 0.0, 0.0, 0.0]);
+
         let tied = vec![stump([0.5, 0.5], [0.5, 0.5]); 100];
         let p = Predictor::new(&tied, 1, 2);
         let (pred, walks) = p.predict_counting(&x).unwrap();
@@ -730,8 +803,20 @@ mod tests {
             let want = labels(&naive(&trees, &x, n_classes), n_classes);
             prop_assert_eq!(&fast.predict(&x).unwrap(), &want);
             let portable = fast.portable();
-            prop_assert_eq!(bits(&portable.predict_proba(&x).unwrap()), expected);
+            prop_assert_eq!(bits(&portable.predict_proba(&x).unwrap()), expected.clone());
             prop_assert_eq!(&portable.predict(&x).unwrap(), &want);
+            // Settling one class: the same classes; exact probabilities except for rows of that
+            // class, which may have none (all zeros).
+            let settle = (n_rows % n_classes) as u32;
+            for p in [Predictor::new(&trees, n_features, n_classes), portable] {
+                let (classes, proba) = p.predict_settling(&x, settle).unwrap();
+                prop_assert_eq!(&classes, &want);
+                let got = bits(&proba);
+                for (r, (row, exact)) in got.chunks(n_classes).zip(expected.chunks(n_classes)).enumerate() {
+                    let settled = classes[r] == settle && row.iter().all(|&b| b == 0);
+                    prop_assert!(row == exact || settled, "row {}: {:?} vs {:?}", r, row, exact);
+                }
+            }
         }
     }
 }

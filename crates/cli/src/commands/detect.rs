@@ -273,8 +273,8 @@ pub fn run(a: DetectArgs, quiet: bool) -> Result<()> {
             || reader.next(),
             || -> Result<()> {
                 let batch = batch?;
-                let proba = predictor.predict_proba(&batch.x)?;
-                for alert in detector.process(&batch, &proba, now())? {
+                let (classes, proba) = predictor.classify_for_detection(&batch.x)?;
+                for alert in detector.process_classified(&batch, &classes, &proba, now())? {
                     serde_json::to_writer(&mut out, &alert)?;
                     out.write_all(b"\n")?;
                 }

@@ -66,6 +66,23 @@ impl Scorer<'_> {
             Scorer::Global(g) => g.predict_proba(x)?,
         })
     }
+
+    /// Each row's class and row-major probabilities, for detection: a forest stops walking a
+    /// row once it is sure the row is benign (class 0), whose probabilities are then all zero
+    /// (an alert never needs them); every other row has its exact probabilities.
+    pub fn classify_for_detection(&self, x: &FeatureMatrix) -> Result<(Vec<u32>, Vec<f32>)> {
+        match self {
+            Scorer::Forest(p) => Ok(p.predict_settling(x, 0)?),
+            Scorer::Global(g) => {
+                let proba = g.predict_proba(x)?;
+                let classes = proba
+                    .chunks_exact(g.forest().n_classes().max(1))
+                    .map(|row| fedids_forest::argmax_class(row) as u32)
+                    .collect();
+                Ok((classes, proba))
+            }
+        }
+    }
 }
 
 impl LoadedModel {
