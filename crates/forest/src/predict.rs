@@ -23,6 +23,8 @@
 //! [`Predictor::predict`] wants classes, not probabilities, so from the middle of the forest on
 //! it drops the rows whose class the remaining trees can no longer change (compacting the
 //! block), and still returns exactly the argmax of [`Predictor::predict_proba`].
+//! [`Predictor::predict_settling`] drops only the rows decided to be one class (detection:
+//! benign), and gives every other row its exact probabilities.
 
 use fedids_data::FeatureMatrix;
 use rayon::prelude::*;
