@@ -10,9 +10,11 @@
 //! end nodes, with identical results (the sums run in tree order either way, so the outputs are
 //! equal bit for bit):
 //!
-//! - [`Kernel::Portable`]: [`LANES`] rows walk the tree interleaved, without data-dependent
-//!   branches, and a lane whose row reached its leaf takes the next row, so a row costs its own
-//!   depth.
+//! - [`Kernel::Portable`]: [`LANES`] rows walk the tree interleaved, their state in registers,
+//!   without data-dependent branches; every few steps a lane whose row reached its leaf takes the
+//!   next row, so a row costs about its own depth. It compares `u32` [`order_key`]s rather than
+//!   floats (an integer compare and add per step), and reads nodes packed in eight bytes
+//!   (threshold key, `feature | left << 8`) when the forest allows it.
 //! - [`Kernel::Avx512`] (x86-64 CPUs with AVX-512F, detected at run time): 32 lanes in two
 //!   vectors walk with gathers, refilled the same way. On NSL-KDD's 100-tree forest the mean
 //!   path is about 11.5 nodes; a lock-step walk pays a 32-row group's deepest path, about 18.
@@ -32,8 +34,11 @@ use rayon::prelude::*;
 use crate::error::ForestError;
 use crate::tree::{argmax, Tree};
 
-/// Rows walked through a tree together by the portable kernel.
-const LANES: usize = 16;
+/// Rows walked through a tree together by the portable kernel: their states fit in registers.
+const LANES: usize = 8;
+
+/// Steps each lane of the portable kernel takes between two looks at which rows ended.
+const STEPS: usize = 4;
 
 /// [`Predictor::predict`] looks for decided rows after every this many trees.
 const EXIT_EVERY: usize = 4;
@@ -61,15 +66,89 @@ impl Kernel {
     }
 }
 
+/// A node as the portable kernel reads it: the threshold as an [`order_key`], compared with the
+/// keys of the row's values; a leaf has `left` = its own index and the key of `+inf`, which no
+/// value's key exceeds, so a walk that reached it stays there.
+trait WalkNode: Copy {
+    fn feature(self) -> usize;
+    fn key(self) -> u32;
+    fn left(self) -> u32;
+}
+
+/// Eight bytes: `feature | left << 8` and the key (forests with at most 256 features and trees
+/// of fewer than 2^24 nodes: see [`packable`]).
 #[derive(Clone, Copy)]
-struct CNode {
+struct PackedNode {
+    key: u32,
+    feature_left: u32,
+}
+
+impl WalkNode for PackedNode {
+    #[inline(always)]
+    fn feature(self) -> usize {
+        (self.feature_left & 0xff) as usize
+    }
+    #[inline(always)]
+    fn key(self) -> u32 {
+        self.key
+    }
+    #[inline(always)]
+    fn left(self) -> u32 {
+        self.feature_left >> 8
+    }
+}
+
+/// Twelve bytes, for any forest.
+#[derive(Clone, Copy)]
+struct WideNode {
     feature: u32,
-    threshold: f32,
+    key: u32,
     left: u32,
 }
 
+impl WalkNode for WideNode {
+    #[inline(always)]
+    fn feature(self) -> usize {
+        self.feature as usize
+    }
+    #[inline(always)]
+    fn key(self) -> u32 {
+        self.key
+    }
+    #[inline(always)]
+    fn left(self) -> u32 {
+        self.left
+    }
+}
+
+/// The portable kernel's nodes of one tree.
+enum Nodes {
+    Packed(Vec<PackedNode>),
+    Wide(Vec<WideNode>),
+}
+
+/// A `u32` whose unsigned order is the order of `f32` comparisons: for `a` and `b` not NaN,
+/// `a > b` exactly when `order_key(a) > order_key(b)` (`-0.0` and `0.0` share a key). NaN maps
+/// to 0, below every other key, so `NaN > threshold` stays false and NaN goes left, as the
+/// stored tree and the AVX-512 kernel send it.
+fn order_key(v: f32) -> u32 {
+    if v.is_nan() {
+        return 0;
+    }
+    // `v + 0.0` turns `-0.0` into `0.0`.
+    let bits = (v + 0.0).to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    }
+}
+
 struct CompiledTree {
-    nodes: Vec<CNode>,
+    /// For the portable kernel.
+    nodes: Nodes,
+    /// Node count.
+    len: usize,
     /// Leaf index of each node (only meaningful for leaves).
     leaf_of_node: Vec<u32>,
     /// For the AVX-512 kernel: `feature | left << 8` per node (see [`packable`]).
@@ -78,9 +157,9 @@ struct CompiledTree {
     thresholds: Vec<f32>,
 }
 
-/// Whether the AVX-512 kernel can hold these trees: a feature index in 8 bits and a node index
-/// in 23 (so `feature | left << 8` is a non-negative `i32`), and at least one feature (a leaf
-/// reads feature 0 of its row).
+/// Whether [`PackedNode`]s and the AVX-512 kernel can hold these trees: a feature index in 8
+/// bits and a node index in 23 (so `feature | left << 8` is a non-negative `i32`), and at least
+/// one feature (a leaf reads feature 0 of its row).
 fn packable(trees: &[Tree], n_features: usize) -> bool {
     (1..=256).contains(&n_features) && trees.iter().all(|t| t.nodes.len() < 1 << 23)
 }
@@ -107,44 +186,55 @@ impl<'a> Predictor<'a> {
         } else {
             Kernel::Portable
         };
+        let packs = packable(trees, n_features);
         let compiled = trees
             .iter()
             .map(|t| {
-                let nodes: Vec<CNode> = t
-                    .nodes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, n)| {
-                        if n.is_leaf() {
-                            CNode {
-                                feature: 0,
-                                threshold: f32::INFINITY,
-                                left: i as u32,
-                            }
-                        } else {
-                            CNode {
-                                feature: n.feature,
-                                threshold: n.threshold,
-                                left: n.left,
-                            }
-                        }
-                    })
-                    .collect();
+                // (feature, threshold, left) as the kernels walk them.
+                let walked = t.nodes.iter().enumerate().map(|(i, n)| {
+                    if n.is_leaf() {
+                        (0, f32::INFINITY, i as u32)
+                    } else {
+                        (n.feature, n.threshold, n.left)
+                    }
+                });
+                let nodes = if packs {
+                    Nodes::Packed(
+                        walked
+                            .clone()
+                            .map(|(feature, threshold, left)| PackedNode {
+                                key: order_key(threshold),
+                                feature_left: feature | left << 8,
+                            })
+                            .collect(),
+                    )
+                } else {
+                    Nodes::Wide(
+                        walked
+                            .clone()
+                            .map(|(feature, threshold, left)| WideNode {
+                                feature,
+                                key: order_key(threshold),
+                                left,
+                            })
+                            .collect(),
+                    )
+                };
                 let leaf_of_node = t
                     .nodes
                     .iter()
                     .map(|n| if n.is_leaf() { n.left } else { 0 })
                     .collect();
                 let (packed, thresholds) = if kernel == Kernel::Avx512 {
-                    nodes
-                        .iter()
-                        .map(|n| ((n.feature | n.left << 8) as i32, n.threshold))
+                    walked
+                        .map(|(feature, threshold, left)| ((feature | left << 8) as i32, threshold))
                         .unzip()
                 } else {
                     (Vec::new(), Vec::new())
                 };
                 CompiledTree {
                     nodes,
+                    len: t.nodes.len(),
                     leaf_of_node,
                     packed,
                     thresholds,
@@ -306,7 +396,7 @@ impl<'a> Predictor<'a> {
                     }
                     ids.truncate(kept);
                     // The padding row moves up behind the rows left.
-                    buf[kept * nf..(kept + 1) * nf].fill(0.0);
+                    buf[kept * nf..(kept + 1) * nf].fill(0);
                 }
                 // The rows that walked every tree: their means, as `predict_proba` scales them.
                 let mut mean = vec![0.0f32; c];
@@ -350,14 +440,25 @@ impl<'a> Predictor<'a> {
         Ok(())
     }
 
-    /// Rows `start..start + rows` of `x`, row-major, then one all-zero row for idle lanes.
-    fn row_major(&self, x: &FeatureMatrix, start: usize, rows: usize) -> Vec<f32> {
+    /// Rows `start..start + rows` of `x`, row-major, then one all-zero row for the AVX-512
+    /// kernel's idle lanes: as [`order_key`]s for the portable kernel, as `f32` bits for the
+    /// AVX-512 kernel.
+    fn row_major(&self, x: &FeatureMatrix, start: usize, rows: usize) -> Vec<u32> {
         let nf = self.n_features;
-        let mut buf = vec![0.0f32; (rows + 1) * nf];
+        let mut buf = vec![0u32; (rows + 1) * nf];
         for f in 0..nf {
             let col = &x.column(f)[start..start + rows];
-            for (r, &v) in col.iter().enumerate() {
-                buf[r * nf + f] = v;
+            match self.kernel {
+                Kernel::Portable => {
+                    for (r, &v) in col.iter().enumerate() {
+                        buf[r * nf + f] = order_key(v);
+                    }
+                }
+                Kernel::Avx512 => {
+                    for (r, &v) in col.iter().enumerate() {
+                        buf[r * nf + f] = v.to_bits();
+                    }
+                }
             }
         }
         buf
@@ -365,10 +466,13 @@ impl<'a> Predictor<'a> {
 
     /// Writes to `ends[r]` the node of tree `t` where row `r` of `buf` ends (`buf` holds
     /// `ends.len() + 1` rows, the last all zeros).
-    fn walk(&self, t: usize, buf: &[f32], ends: &mut [u32], scratch: &mut Scratch) {
+    fn walk(&self, t: usize, buf: &[u32], ends: &mut [u32], scratch: &mut Scratch) {
         let tree = &self.trees[t];
         match self.kernel {
-            Kernel::Portable => walk_refill(&tree.nodes, buf, self.n_features, ends),
+            Kernel::Portable => match &tree.nodes {
+                Nodes::Packed(nodes) => walk_refill(nodes, buf, self.n_features, ends),
+                Nodes::Wide(nodes) => walk_refill(nodes, buf, self.n_features, ends),
+            },
             Kernel::Avx512 => avx512::walk(tree, buf, self.n_features, ends, scratch),
         }
     }
@@ -389,70 +493,66 @@ impl<'a> Predictor<'a> {
 
 /// The portable kernel: writes the node where row `r` of `buf` ends to `ends[r]`.
 ///
-/// [`LANES`] rows walk at once, a step each in turn, so the CPU overlaps their independent
-/// chains of loads; a lane whose row reached its leaf (the step did not move it) takes the next
-/// row, from the root. Nothing in the loop branches on the data: every step writes the lane's
-/// node to its row's slot (the last write is the leaf) and selects the lane's next state. Once
-/// fewer rows than lanes are left to start, the rows in flight and those left finish one at a
-/// time (all of a block of fewer than two lanes' worth of rows does).
-fn walk_refill(nodes: &[CNode], buf: &[f32], nf: usize, ends: &mut [u32]) {
+/// [`LANES`] rows walk at once, their state held in registers: every lane takes [`STEPS`] steps
+/// in turn, so the CPU overlaps the lanes' independent chains of loads, and nothing in a step
+/// branches on the data (a leaf loops on itself, so a lane that reached one stays there). After
+/// the steps, each lane writes its node to its row's slot (the last write is the leaf), and a
+/// lane whose row ended takes the next row, from the root, so a row costs about its own depth.
+/// Once no row is left to start, finished lanes stay parked on their leaves until all are done.
+/// Looking at the lanes only every few steps costs a parked lane up to `STEPS - 1` idle steps and
+/// saves a refill decision on the other steps.
+fn walk_refill<N: WalkNode>(nodes: &[N], buf: &[u32], nf: usize, ends: &mut [u32]) {
     let n_rows = ends.len();
     assert!(buf.len() >= n_rows * nf, "a value per row and feature");
+    if n_rows == 0 {
+        return;
+    }
     if nf == 0 {
         // No feature to split on: every tree of such a forest is one leaf, its root.
         ends.fill(0);
         return;
     }
-    // Lane state: `row << 32 | node`.
-    let mut lanes = [0u64; LANES];
-    let mut next_row = 0;
-    if n_rows >= 2 * LANES {
-        for (k, lane) in lanes.iter_mut().enumerate() {
-            *lane = (k as u64) << 32;
-        }
-        next_row = LANES;
-        // A round takes at most one new row per lane, so every lane's row stays below `n_rows`.
-        while next_row + LANES <= n_rows {
-            for lane in &mut lanes {
-                let i = *lane as u32;
-                let r = (*lane >> 32) as usize;
+    // Lane `k` walks row `row[k]` and is at node `node[k]`. With fewer rows than lanes, the
+    // spare lanes walk the last row as well: the same path, so the same writes.
+    let mut row = [0usize; LANES];
+    let mut node = [0u32; LANES];
+    for (k, r) in row.iter_mut().enumerate() {
+        *r = k.min(n_rows - 1);
+    }
+    let mut next_row = LANES.min(n_rows);
+    loop {
+        let mut finished = [false; LANES];
+        for step in 0..STEPS {
+            for k in 0..LANES {
+                let i = node[k];
                 // SAFETY: `i < nodes.len()`: it is the root or `left + 0 or 1` of a node of a
-                // validated tree, where a leaf's `left` is itself and no value exceeds its `+inf`
-                // threshold. `r < n_rows` (above) and a node's feature is below `nf` (validated;
-                // leaves read feature 0 and `nf > 0`), so `r * nf + feature < buf.len()` and
-                // `r < ends.len()`.
+                // validated tree, where a leaf's `left` is itself and no key exceeds its key of
+                // `+inf`. `row[k] < n_rows` (rows start only below it) and a node's feature is
+                // below `nf` (validated; leaves read feature 0 and `nf > 0`), so
+                // `row[k] * nf + feature < buf.len()`.
                 let n = unsafe { *nodes.get_unchecked(i as usize) };
-                let v = unsafe { *buf.get_unchecked(r * nf + n.feature as usize) };
-                let next = n.left + (v > n.threshold) as u32;
-                unsafe { *ends.get_unchecked_mut(r) = i };
-                let finished = next == i;
-                *lane = if finished {
-                    (next_row as u64) << 32
-                } else {
-                    (*lane & !0xffff_ffff) | next as u64
-                };
-                next_row += finished as usize;
+                let v = unsafe { *buf.get_unchecked(row[k] * nf + n.feature()) };
+                let next = n.left() + (v > n.key()) as u32;
+                if step == STEPS - 1 {
+                    // Only a leaf leads to itself (an internal node's children come after it).
+                    finished[k] = next == i;
+                }
+                node[k] = next;
             }
         }
-        for lane in lanes {
-            let (r, i) = ((lane >> 32) as usize, lane as u32);
-            ends[r] = walk_one(nodes, &buf[r * nf..(r + 1) * nf], i);
+        let mut all_parked = true;
+        for k in 0..LANES {
+            // SAFETY: `row[k] < n_rows == ends.len()` (above).
+            unsafe { *ends.get_unchecked_mut(row[k]) = node[k] };
+            let take = finished[k] & (next_row < n_rows);
+            row[k] = if take { next_row } else { row[k] };
+            node[k] = if take { 0 } else { node[k] };
+            next_row += take as usize;
+            all_parked &= finished[k] & !take;
         }
-    }
-    for r in next_row..n_rows {
-        ends[r] = walk_one(nodes, &buf[r * nf..(r + 1) * nf], 0);
-    }
-}
-
-/// The node where a row that is at node `i` ends.
-fn walk_one(nodes: &[CNode], row: &[f32], mut i: u32) -> u32 {
-    loop {
-        let n = nodes[i as usize];
-        let next = n.left + (row[n.feature as usize] > n.threshold) as u32;
-        if next == i {
-            return i;
+        if all_parked {
+            return;
         }
-        i = next;
     }
 }
 
@@ -497,7 +597,7 @@ mod avx512 {
     /// `tree.thresholds` are filled (the predictor chose this kernel).
     pub(super) fn walk(
         tree: &CompiledTree,
-        buf: &[f32],
+        buf: &[u32],
         nf: usize,
         ends: &mut [u32],
         scratch: &mut Scratch,
@@ -511,7 +611,7 @@ mod avx512 {
             (ends.len() + 1) * nf,
             "one padding row after the block"
         );
-        assert!(tree.packed.len() == tree.nodes.len() && tree.thresholds.len() == tree.nodes.len());
+        assert!(tree.packed.len() == tree.len && tree.thresholds.len() == tree.len);
         // SAFETY: AVX-512F is available (checked above). Every gather index is in bounds: node
         // indices start at 0 and follow `left + (0 or 1)`, which stays below `nodes.len()` in a
         // validated tree; a leaf loops on itself (`left` is its own index and no value is
@@ -525,7 +625,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     unsafe fn walk_inner(
         tree: &CompiledTree,
-        buf: &[f32],
+        buf: &[u32],
         nf: usize,
         ends: &mut [u32],
         scratch: &mut Scratch,
@@ -540,7 +640,8 @@ mod avx512 {
         let last = _mm512_set1_epi32(n_rows);
         let packed = tree.packed.as_ptr();
         let thresholds = tree.thresholds.as_ptr();
-        let rows_ptr = buf.as_ptr();
+        // The block holds `f32` bits for this kernel.
+        let rows_ptr = buf.as_ptr().cast::<f32>();
 
         // Lane state: its row (the padding row once rows run out), that row's offset in `buf`,
         // and its node.
@@ -615,7 +716,7 @@ mod avx512 {
         false
     }
 
-    pub(super) fn walk(_: &CompiledTree, _: &[f32], _: usize, _: &mut [u32], _: &mut Scratch) {
+    pub(super) fn walk(_: &CompiledTree, _: &[u32], _: usize, _: &mut [u32], _: &mut Scratch) {
         unreachable!("the predictor never picks the AVX-512 kernel off x86-64")
     }
 }
@@ -771,17 +872,54 @@ mod tests {
         assert!(pred.iter().all(|&c| c == 0));
     }
 
+    /// Signed zeros compare equal, and NaN is greater than nothing.
+    #[test]
+    fn order_keys_of_zeros_and_nan() {
+        assert_eq!(order_key(-0.0), order_key(0.0));
+        assert!(order_key(f32::NAN) < order_key(f32::NEG_INFINITY));
+        assert!(order_key(-f32::NAN) < order_key(f32::NEG_INFINITY));
+        assert!(order_key(f32::INFINITY) > order_key(f32::MAX));
+        assert!(order_key(f32::MIN_POSITIVE) > order_key(-f32::MIN_POSITIVE));
+    }
+
+    proptest! {
+        /// The unsigned order of keys is the order of `>` on floats, for any value against any
+        /// threshold a tree may hold (anything but NaN), NaN values included.
+        #[test]
+        fn order_keys_keep_comparisons(
+            a in any::<f32>(),
+            b in any::<f32>().prop_filter("thresholds are never NaN", |b| !b.is_nan()),
+        ) {
+            prop_assert_eq!(a > b, order_key(a) > order_key(b));
+            prop_assert_eq!(a <= b, !a.is_nan() && order_key(a) <= order_key(b));
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
         /// Any valid trees (shared subtrees included) and any inputs: the kernel this CPU runs,
-        /// the portable kernel and the row-at-a-time reference agree bit for bit.
+        /// the portable kernel (with packed nodes, or wide ones past 256 features) and the
+        /// row-at-a-time reference agree bit for bit.
         #[test]
         fn kernels_agree_on_arbitrary_valid_trees(
-            n_features in 1usize..6,
+            n_features in prop_oneof![4 => 1usize..6, 1 => 257usize..260],
             n_classes in 1usize..4,
             shapes in proptest::collection::vec(
-                proptest::collection::vec((any::<bool>(), any::<u32>(), any::<u32>(), -4.0f32..4.0), 1..80),
+                proptest::collection::vec(
+                    (
+                        any::<bool>(),
+                        any::<u32>(),
+                        any::<u32>(),
+                        prop_oneof![
+                            3 => -4.0f32..4.0,
+                            // Thresholds some values equal (they go left), signed zeros included.
+                            1 => (-16i32..16).prop_map(|k| k as f32 * 0.25),
+                            1 => Just(-0.0f32),
+                        ],
+                    ),
+                    1..80,
+                ),
                 1..24,
             ),
             n_rows in 0usize..1100,
@@ -792,6 +930,7 @@ mod tests {
                     1 => Just(f32::INFINITY),
                     1 => Just(f32::NEG_INFINITY),
                     1 => Just(0.0f32),
+                    1 => Just(-0.0f32),
                 ],
                 1..64,
             ),
@@ -801,6 +940,8 @@ mod tests {
             let x = FeatureMatrix::from_rows(n_rows, n_features, &values);
             let expected = bits(&naive(&trees, &x, n_classes));
             let fast = Predictor::new(&trees, n_features, n_classes);
+            let wide = matches!(fast.trees[0].nodes, Nodes::Wide(_));
+            prop_assert_eq!(wide, n_features > 256);
             prop_assert_eq!(bits(&fast.predict_proba(&x).unwrap()), expected.clone());
             let want = labels(&naive(&trees, &x, n_classes), n_classes);
             prop_assert_eq!(&fast.predict(&x).unwrap(), &want);
