@@ -149,8 +149,9 @@ struct CompiledTree {
     nodes: Nodes,
     /// Node count.
     len: usize,
-    /// Leaf index of each node (only meaningful for leaves).
-    leaf_of_node: Vec<u32>,
+    /// The class probabilities of each node's leaf, `n_classes` per node (zeros for internal
+    /// nodes), so the node where a row ends gives its values without a lookup.
+    node_values: Vec<f32>,
     /// For the AVX-512 kernel: `feature | left << 8` per node (see [`packable`]).
     packed: Vec<i32>,
     /// For the AVX-512 kernel: the thresholds, in node order.
@@ -220,11 +221,15 @@ impl<'a> Predictor<'a> {
                             .collect(),
                     )
                 };
-                let leaf_of_node = t
-                    .nodes
-                    .iter()
-                    .map(|n| if n.is_leaf() { n.left } else { 0 })
-                    .collect();
+                let mut node_values = vec![0.0f32; t.nodes.len() * n_classes];
+                for (n, values) in t.nodes.iter().zip(node_values.chunks_exact_mut(n_classes)) {
+                    if n.is_leaf() {
+                        let leaf = n.left as usize;
+                        values.copy_from_slice(
+                            &t.leaf_values[leaf * n_classes..(leaf + 1) * n_classes],
+                        );
+                    }
+                }
                 let (packed, thresholds) = if kernel == Kernel::Avx512 {
                     walked
                         .map(|(feature, threshold, left)| ((feature | left << 8) as i32, threshold))
@@ -235,7 +240,7 @@ impl<'a> Predictor<'a> {
                 CompiledTree {
                     nodes,
                     len: t.nodes.len(),
-                    leaf_of_node,
+                    node_values,
                     packed,
                     thresholds,
                 }
@@ -479,14 +484,32 @@ impl<'a> Predictor<'a> {
 
     /// Adds to each row's class sums (`acc`, row-major) the leaf of tree `t` it ended on.
     fn add_leaves(&self, t: usize, ends: &[u32], acc: &mut [f32]) {
-        let c = self.n_classes;
-        let (tree, source) = (&self.trees[t], &self.sources[t]);
-        for (acc, &end) in acc.chunks_exact_mut(c).zip(ends) {
-            let leaf = tree.leaf_of_node[end as usize] as usize;
-            let p = &source.leaf_values[leaf * c..(leaf + 1) * c];
-            for (a, v) in acc.iter_mut().zip(p) {
-                *a += v;
+        let values = &self.trees[t].node_values;
+        // A loop per common class count, so the compiler unrolls each row's additions.
+        match self.n_classes {
+            2 => add_values::<2>(values, ends, acc),
+            5 => add_values::<5>(values, ends, acc),
+            c => {
+                for (acc, &end) in acc.chunks_exact_mut(c).zip(ends) {
+                    let end = end as usize;
+                    for (a, v) in acc.iter_mut().zip(&values[end * c..(end + 1) * c]) {
+                        *a += v;
+                    }
+                }
             }
+        }
+    }
+}
+
+/// Adds to each row's `C` class sums the values of the node it ended on (`C` per node).
+fn add_values<const C: usize>(values: &[f32], ends: &[u32], acc: &mut [f32]) {
+    for (acc, &end) in acc.chunks_exact_mut(C).zip(ends) {
+        let end = end as usize;
+        let v: &[f32; C] = values[end * C..(end + 1) * C]
+            .try_into()
+            .expect("C values per node");
+        for k in 0..C {
+            acc[k] += v[k];
         }
     }
 }
@@ -904,7 +927,7 @@ mod tests {
         #[test]
         fn kernels_agree_on_arbitrary_valid_trees(
             n_features in prop_oneof![4 => 1usize..6, 1 => 257usize..260],
-            n_classes in 1usize..4,
+            n_classes in 1usize..7,
             shapes in proptest::collection::vec(
                 proptest::collection::vec(
                     (
