@@ -78,7 +78,7 @@ fn main() {
     );
 
     let reps = 3;
-    let rate = |p: &fedids_forest::Predictor<'_>| {
+    let rate = |p: &fedids_forest::Predictor| {
         let t = Instant::now();
         for _ in 0..reps {
             std::hint::black_box(p.predict_proba(&x).unwrap());

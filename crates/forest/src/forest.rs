@@ -361,7 +361,7 @@ impl Forest {
     }
 
     /// The trees compiled for fast batch inference; build once when scoring many batches.
-    pub fn predictor(&self) -> Predictor<'_> {
+    pub fn predictor(&self) -> Predictor {
         Predictor::new(&self.trees, self.schema.features.len(), self.n_classes())
     }
 

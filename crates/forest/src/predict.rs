@@ -156,6 +156,8 @@ struct CompiledTree {
     packed: Vec<i32>,
     /// For the AVX-512 kernel: the thresholds, in node order.
     thresholds: Vec<f32>,
+    /// The largest leaf value: the most this tree adds to one class's sum.
+    top: f32,
 }
 
 /// Whether [`PackedNode`]s and the AVX-512 kernel can hold these trees: a feature index in 8
@@ -166,22 +168,21 @@ fn packable(trees: &[Tree], n_features: usize) -> bool {
 }
 
 /// A forest's trees in inference layout. Build once, predict many batches.
-pub struct Predictor<'a> {
+pub struct Predictor {
     trees: Vec<CompiledTree>,
-    sources: &'a [Tree],
     n_features: usize,
     n_classes: usize,
     kernel: Kernel,
 }
 
-impl<'a> Predictor<'a> {
-    pub(crate) fn new(trees: &'a [Tree], n_features: usize, n_classes: usize) -> Self {
+impl Predictor {
+    pub(crate) fn new(trees: &[Tree], n_features: usize, n_classes: usize) -> Self {
         // The kernels index without bounds checks on the strength of these invariants.
-        for (k, t) in trees.iter().enumerate() {
+        trees.par_iter().enumerate().for_each(|(k, t)| {
             if let Err(e) = t.validate(n_features, n_classes) {
                 panic!("tree {k} of a forest is invalid (forests hold validated trees): {e}");
             }
-        }
+        });
         let kernel = if avx512::available() && packable(trees, n_features) {
             Kernel::Avx512
         } else {
@@ -189,7 +190,7 @@ impl<'a> Predictor<'a> {
         };
         let packs = packable(trees, n_features);
         let compiled = trees
-            .iter()
+            .par_iter()
             .map(|t| {
                 // (feature, threshold, left) as the kernels walk them.
                 let walked = t.nodes.iter().enumerate().map(|(i, n)| {
@@ -238,6 +239,7 @@ impl<'a> Predictor<'a> {
                     (Vec::new(), Vec::new())
                 };
                 CompiledTree {
+                    top: t.leaf_values.iter().fold(0.0f32, |m, &v| m.max(v)),
                     nodes,
                     len: t.nodes.len(),
                     node_values,
@@ -248,7 +250,6 @@ impl<'a> Predictor<'a> {
             .collect();
         Predictor {
             trees: compiled,
-            sources: trees,
             n_features,
             n_classes,
             kernel,
@@ -339,11 +340,7 @@ impl<'a> Predictor<'a> {
         // `reach[t]`: the most trees `t..` can add to one class's sum.
         let mut reach = vec![0.0f64; n_trees + 1];
         for t in (0..n_trees).rev() {
-            let top = self.sources[t]
-                .leaf_values
-                .iter()
-                .fold(0.0f32, |m, &v| m.max(v));
-            reach[t] = reach[t + 1] + top as f64;
+            reach[t] = reach[t + 1] + self.trees[t].top as f64;
         }
         let total = reach[0];
         let n_blocks = x.n_rows().div_ceil(block);
@@ -449,19 +446,27 @@ impl<'a> Predictor<'a> {
     /// kernel's idle lanes: as [`order_key`]s for the portable kernel, as `f32` bits for the
     /// AVX-512 kernel.
     fn row_major(&self, x: &FeatureMatrix, start: usize, rows: usize) -> Vec<u32> {
+        /// Rows transposed at a time: their row-major copy stays in L1 while every column
+        /// writes to it.
+        const TILE: usize = 64;
         let nf = self.n_features;
         let mut buf = vec![0u32; (rows + 1) * nf];
-        for f in 0..nf {
-            let col = &x.column(f)[start..start + rows];
-            match self.kernel {
-                Kernel::Portable => {
-                    for (r, &v) in col.iter().enumerate() {
-                        buf[r * nf + f] = order_key(v);
+        for tile in (0..rows).step_by(TILE) {
+            let end = (tile + TILE).min(rows);
+            let out = &mut buf[tile * nf..end * nf];
+            for f in 0..nf {
+                let col = &x.column(f)[start + tile..start + end];
+                let cells = out[f..].iter_mut().step_by(nf);
+                match self.kernel {
+                    Kernel::Portable => {
+                        for (cell, &v) in cells.zip(col) {
+                            *cell = order_key(v);
+                        }
                     }
-                }
-                Kernel::Avx512 => {
-                    for (r, &v) in col.iter().enumerate() {
-                        buf[r * nf + f] = v.to_bits();
+                    Kernel::Avx512 => {
+                        for (cell, &v) in cells.zip(col) {
+                            *cell = v.to_bits();
+                        }
                     }
                 }
             }
@@ -893,6 +898,21 @@ mod tests {
         let (pred, walks) = p.predict_counting(&x).unwrap();
         assert_eq!(walks, 100 * n);
         assert!(pred.iter().all(|&c| c == 0));
+    }
+
+    /// The kernels skip bounds checks, so a tree that breaks the invariants never reaches
+    /// them: here an internal node's children lie past the end of the tree.
+    #[test]
+    #[should_panic(expected = "tree 1 of a forest is invalid")]
+    fn invalid_trees_are_refused_before_any_walk() {
+        let good = tree(
+            2,
+            2,
+            &[(true, 0, 1, 0.5), (false, 0, 0, 0.0), (false, 0, 0, 0.0)],
+        );
+        let mut bad = good.clone();
+        bad.nodes[0].left = 7;
+        Predictor::new(&[good, bad], 2, 2);
     }
 
     /// Signed zeros compare equal, and NaN is greater than nothing.

@@ -364,7 +364,7 @@ proptest! {
 
 /// Whether this CPU runs the AVX-512 kernel; said aloud when it does not, because the kernel
 /// comparisons below then compare the portable kernel with the row-at-a-time reference only.
-fn expect_fast_kernel(p: &fedids_forest::Predictor<'_>) {
+fn expect_fast_kernel(p: &fedids_forest::Predictor) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         assert_eq!(p.kernel(), Kernel::Avx512, "AVX-512F is available");

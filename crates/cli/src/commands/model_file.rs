@@ -53,7 +53,7 @@ impl LoadedModel {
 /// Class probabilities for batches of rows, from a model of either kind.
 pub enum Scorer<'a> {
     /// A forest's compiled predictor.
-    Forest(fedids_forest::Predictor<'a>),
+    Forest(fedids_forest::Predictor),
     /// A global model: probabilities follow its voting rule and gating.
     Global(&'a GlobalModel),
 }
