@@ -80,6 +80,13 @@ impl FlowMetaTable {
         self.ends.push(self.text.len() as u32);
     }
 
+    /// Appends the rows of `other`, a table of the same fields, after this table's.
+    pub(crate) fn append(&mut self, other: &FlowMetaTable) {
+        let base = self.text.len() as u32;
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|&end| base + end));
+    }
+
     /// The identity of row `row_idx`; all `None` past the last row.
     pub fn get(&self, row_idx: usize) -> FlowMeta<'_> {
         let mut meta = FlowMeta::default();

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use crate::error::DataError;
 use crate::formats::{self, is_blank};
-use crate::parse::{merge, Coding, Decoder, Scratch};
+use rayon::prelude::*;
+
+use crate::parse::{chunk_bounds, merge, ChunkOut, Coding, Decoder};
 use crate::{FeatureMatrix, FlowMetaTable, FormatSpec, Schema, UnmappedLabelPolicy};
 
 /// Up to `batch_rows` encoded records of a file being streamed.
@@ -26,7 +28,8 @@ pub struct Batch {
 
 /// Streams a flow file in batches, encoding rows with a learned [`Schema`].
 ///
-/// Memory stays bounded by one batch and one line. The header (if the schema's format has one) is
+/// Memory stays bounded by one batch: its raw lines and its encoded rows. A batch of many rows is
+/// parsed in chunks on rayon's pool. The header (if the schema's format has one) is
 /// read by [`BatchReader::new`]. Rows are never skipped: a malformed row is an `Err` item, after
 /// which the iterator ends. Labels are optional here: a generic CSV may lack its label column,
 /// and a batch containing a label that is malformed or does not map to a class has
@@ -45,8 +48,10 @@ pub struct BatchReader<R: BufRead> {
     line_no: usize,
     /// A record line read while looking for the header.
     pending: Option<(usize, Vec<u8>)>,
-    buf: Vec<u8>,
-    scratch: Scratch,
+    /// The raw lines of the batch being read (kept to reuse the allocation).
+    text: Vec<u8>,
+    /// Batches of at least this many records are parsed in parallel chunks.
+    pub(crate) parallel_from: usize,
     done: bool,
 }
 
@@ -151,8 +156,8 @@ impl<R: BufRead> BatchReader<R> {
             batch_rows: batch_rows.max(1),
             line_no,
             pending: (!header).then_some((line_no, first)),
-            buf,
-            scratch: Scratch::default(),
+            text: buf,
+            parallel_from: PARALLEL_RECORDS,
             done: false,
         })
     }
@@ -163,6 +168,10 @@ impl<R: BufRead> BatchReader<R> {
     }
 }
 
+/// Batches with at least this many records are parsed in parallel chunks; smaller ones (a
+/// tailed file's trickle) in one piece.
+const PARALLEL_RECORDS: usize = 2048;
+
 impl<R: BufRead> Iterator for BatchReader<R> {
     type Item = Result<Batch, DataError>;
 
@@ -170,24 +179,30 @@ impl<R: BufRead> Iterator for BatchReader<R> {
         if self.done {
             return None;
         }
-        let mut out = self.decoder.new_chunk();
+        // The batch's lines, raw, each ending in `\n`, from file line `first_line` on: blank and
+        // comment lines stay in, so a line's number follows from its position.
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
+        let mut first_line = self.line_no + 1;
+        let mut records = 0;
         if let Some((line_no, line)) = self.pending.take() {
-            if let Err(e) = self
-                .decoder
-                .record(&line, line_no, &mut self.scratch, &mut out)
-            {
-                return self.fail(e);
-            }
+            first_line = line_no;
+            text.extend_from_slice(&line);
+            text.push(b'\n');
+            records += 1;
         }
-        while out.n_rows < self.batch_rows {
-            match read_line(&mut self.reader, &mut self.buf) {
-                Ok(true) => {}
-                Ok(false) => {
+        while records < self.batch_rows {
+            let start = text.len();
+            match self.reader.read_until(b'\n', &mut text) {
+                Ok(0) => {
                     self.done = true;
                     break;
                 }
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if out.n_rows > 0 {
+                    // Only whole lines count (see the type's docs).
+                    text.truncate(start);
+                    if records > 0 {
                         break;
                     }
                     continue;
@@ -200,29 +215,53 @@ impl<R: BufRead> Iterator for BatchReader<R> {
                     return self.fail(e);
                 }
             }
-            self.line_no += 1;
-            if is_blank(&self.buf) || self.decoder.is_comment(&self.buf) {
-                continue;
+            if text.last() != Some(&b'\n') {
+                text.push(b'\n');
             }
-            if let Err(e) =
-                self.decoder
-                    .record(&self.buf, self.line_no, &mut self.scratch, &mut out)
-            {
-                return self.fail(e);
+            self.line_no += 1;
+            let line = &text[start..text.len() - 1];
+            if !is_blank(line) && !self.decoder.is_comment(line) {
+                records += 1;
             }
         }
-        if out.n_rows == 0 {
+        if records == 0 {
             self.done = true;
             return None;
         }
-        let lines = std::mem::take(&mut out.lines);
-        let meta = std::mem::take(&mut out.meta);
-        let has_labels = self.decoder.layout.label.is_some() && !out.labels_broken;
-        match merge(&self.decoder, vec![out]) {
+        let outs: Vec<ChunkOut> = if records < self.parallel_from {
+            vec![self.decoder.parse_chunk(&text, first_line)]
+        } else {
+            let target = text.len().div_ceil(4 * rayon::current_num_threads());
+            let bounds = chunk_bounds(&text, target);
+            let mut firsts = Vec::with_capacity(bounds.len());
+            let mut line = first_line;
+            for &(s, e) in &bounds {
+                firsts.push(line);
+                line += text[s..e].iter().filter(|&&b| b == b'\n').count();
+            }
+            bounds
+                .par_iter()
+                .zip(&firsts)
+                .map(|(&(s, e), &first)| self.decoder.parse_chunk(&text[s..e], first))
+                .collect()
+        };
+        self.text = text;
+        let has_labels =
+            self.decoder.layout.label.is_some() && outs.iter().all(|out| !out.labels_broken);
+        let mut outs = outs;
+        let mut lines = Vec::with_capacity(records);
+        let mut meta = std::mem::take(&mut outs[0].meta);
+        for (k, out) in outs.iter_mut().enumerate() {
+            lines.append(&mut out.lines);
+            if k > 0 {
+                meta.append(&out.meta);
+            }
+        }
+        match merge(&self.decoder, outs) {
             Ok(merged) => Some(Ok(Batch {
                 x: merged.x,
                 labels: has_labels.then_some(merged.labels),
-                first_line: lines.first().copied().unwrap_or(self.line_no),
+                first_line: lines.first().copied().unwrap_or(first_line),
                 lines,
                 meta,
             })),

@@ -970,6 +970,28 @@ proptest! {
         }
     }
 
+    /// A batch parsed in parallel chunks equals one parsed in one piece: rows, labels, line
+    /// numbers, flow identities, and the first error, with blank lines between records.
+    #[test]
+    fn parallel_batches_equal_sequential_ones(text in messy_file(), blank_every in 2usize..9, batch_rows in 1usize..30) {
+        let schema = parse(NSL_ROW, &opts(Task::Binary)).schema;
+        let text: String = text
+            .lines()
+            .enumerate()
+            .map(|(k, l)| if k % blank_every == 1 { format!("\n{l}\n") } else { format!("{l}\n") })
+            .collect();
+        let read = |parallel_from: usize| {
+            run_in_pool(2, || match BatchReader::new("p", text.as_bytes(), &schema, batch_rows) {
+                Ok(mut reader) => {
+                    reader.parallel_from = parallel_from;
+                    Ok(reader.map(|b| b.map_err(|e| e.to_string())).collect::<Vec<_>>())
+                }
+                Err(e) => Err(e.to_string()),
+            })
+        };
+        prop_assert_eq!(read(usize::MAX), read(1));
+    }
+
     #[test]
     fn batches_concatenated_equal_the_whole_parse(rows in proptest::collection::vec(nsl_row_strategy(), 1..40), batch_rows in 1usize..12) {
         let text = render(&rows, false);

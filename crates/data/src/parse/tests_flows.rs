@@ -179,6 +179,26 @@ fn zeek_stream_carries_identity_and_needs_the_model_columns() {
     assert_eq!(meta.proto, Some("tcp"));
     assert_eq!(batches[1].meta.get(0).src_ip, None);
 
+    // A batch parsed in parallel chunks keeps every row's identity, in order.
+    let rows: Vec<String> = (0..40)
+        .map(|k| {
+            let ts = format!("17000000{k:02}");
+            let ip = format!("203.0.113.{k}");
+            zeek_row(&ts, &ip, 21, "S0", None)
+        })
+        .collect();
+    let live = zeek_log(&rows, false);
+    let read = |parallel_from| {
+        let mut reader = BatchReader::new("live.log", live.as_bytes(), &ds.schema, 16).unwrap();
+        reader.parallel_from = parallel_from;
+        reader.collect::<Result<Vec<_>, _>>().unwrap()
+    };
+    let parallel = read(1);
+    assert_eq!(parallel, read(usize::MAX));
+    assert_eq!(parallel.len(), 3);
+    assert_eq!(parallel[1].meta.get(5).src_ip, Some("203.0.113.21"));
+    assert_eq!(parallel[2].lines[0], 9 + 32);
+
     // A log without the model's columns is refused, naming them.
     let narrow = format!("{ZEEK_HEAD}#fields\tts\tid.orig_h\tproto\n1\t10.0.0.1\ttcp\n");
     let e = BatchReader::new("narrow.log", narrow.as_bytes(), &ds.schema, 8)
