@@ -442,6 +442,46 @@ def compare(workload, sk, fe):
     return c
 
 
+def run_accuracy_seeds(workload, train, test, args, env, logs_dir, tmp_dir, sk_main, fe_main):
+    """Accuracy of both tools with the main forest seed and `args.accuracy_seeds` more (seed + 1,
+    seed + 2, ...), on the same files: one seed's accuracy difference of a few rows is noise."""
+    per_seed, failures = [], []
+    ok = lambda r: r is not None and r["status"] == "ok"
+    n_test = sk_main["n_test"] if ok(sk_main) else None
+    if ok(sk_main) and ok(fe_main):
+        per_seed.append({"seed": args.seed, "scikit-learn": sk_main["accuracy"],
+                         "fedids": fe_main["accuracy"]})
+    for k in range(1, args.accuracy_seeds + 1):
+        a = argparse.Namespace(**vars(args))
+        a.seed = args.seed + k
+        a.predict_runs = 1
+        seed_logs = os.path.join(logs_dir, f"seed-{a.seed}")
+        os.makedirs(seed_logs, exist_ok=True)
+        log(f"  accuracy, seed {a.seed}")
+        sk, _ = run_sklearn(workload, train, test, a, env, seed_logs)
+        fe, _ = run_fedids(workload, train, test, a, env, seed_logs, tmp_dir,
+                           {"n_train": sk["n_train"], "n_test": sk["n_test"]})
+        if ok(sk) and ok(fe):
+            per_seed.append({"seed": a.seed, "scikit-learn": sk["accuracy"],
+                             "fedids": fe["accuracy"]})
+            n_test = n_test or sk["n_test"]
+        else:
+            failures.append({"seed": a.seed, "errors": [r["error"] for r in (sk, fe) if not ok(r)]})
+    summary = {"workload": workload, "per_seed": per_seed, "failures": failures,
+               "n_test": n_test, "target_points": TARGET_ACC_DELTA.get(workload, 0.0)}
+    if per_seed:
+        deltas = [(s["fedids"] - s["scikit-learn"]) * 100.0 for s in per_seed]
+        mean = sum(deltas) / len(deltas)
+        var = sum((d - mean) ** 2 for d in deltas) / (len(deltas) - 1) if len(deltas) > 1 else 0.0
+        summary.update(
+            sklearn_mean=sum(s["scikit-learn"] for s in per_seed) / len(per_seed),
+            fedids_mean=sum(s["fedids"] for s in per_seed) / len(per_seed),
+            delta_mean_points=mean, delta_sd_points=var ** 0.5,
+            target_met=mean >= summary["target_points"] and not failures)
+        log(f"  accuracy over {len(per_seed)} seeds: delta {mean:+.4f} points (sd {var ** 0.5:.4f})")
+    return summary
+
+
 def fmt_num(v, spec):
     return "-" if v is None else format(v, spec)
 
@@ -454,7 +494,7 @@ def verdict(met):
     return "" if met is None else (" (met)" if met else " (MISSED)")
 
 
-def render_table(meta, rows, cmps, split_info):
+def render_table(meta, rows, cmps, split_info, seeds):
     lines = ["# fedids vs scikit-learn RandomForest", ""]
     lines += [
         f"- date: {meta['date']}",
@@ -534,12 +574,37 @@ def render_table(meta, rows, cmps, split_info):
               f"- threads: both tools get {meta['config']['threads']} threads; "
               + ", ".join(THREAD_ENV_VARS) + f" = {meta['config']['threads']} in every child.",
               "- one run per tool and workload, one seed; timings on a shared machine are noisy "
-              "(see the load average above).",
+              "(see the load average above). Accuracy is also measured over more forest seeds "
+              "(next section, when run with --accuracy-seeds N > 0).",
               ""]
+    if seeds:
+        lines += ["## Accuracy over several forest seeds", "",
+                  "Both tools, same train and test files, forest seeds "
+                  + ", ".join(str(s["seed"]) for s in seeds[0]["per_seed"])
+                  + ". Errors = misclassified test rows. The target is judged on the mean "
+                    "accuracy delta.", "",
+                  "| workload | scikit-learn errors per seed | fedids errors per seed | "
+                  "mean accuracy, sklearn / fedids | delta, points: mean (sd) | target |",
+                  "| --- | --- | --- | --- | ---: | --- |"]
+        for s in seeds:
+            if not s["per_seed"]:
+                lines.append(f"| {s['workload']} | - | - | - | - | failed |")
+                continue
+            errs = lambda tool: ", ".join(
+                str(round((1.0 - p[tool]) * s["n_test"])) for p in s["per_seed"])
+            target = s["target_points"]
+            lines.append(
+                f"| {s['workload']} | {errs('scikit-learn')} | {errs('fedids')} | "
+                f"{s['sklearn_mean']:.5f} / {s['fedids_mean']:.5f} | "
+                f"{s['delta_mean_points']:+.4f} ({s['delta_sd_points']:.4f}) | "
+                f">= {target:+.1f}{verdict(s['target_met'])} |")
+            for f in s["failures"]:
+                lines.append(f"|  | seed {f['seed']} failed: {'; '.join(f['errors'])} | | | | |")
+        lines.append("")
     return "\n".join(lines)
 
 
-def write_outputs(out_dir, meta, rows, cmps, split_info, raw):
+def write_outputs(out_dir, meta, rows, cmps, split_info, raw, seeds):
     with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
@@ -550,9 +615,10 @@ def write_outputs(out_dir, meta, rows, cmps, split_info, raw):
         w.writerows(cmps)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"metadata": meta, "kdd99_split": split_info, "results": rows,
-                   "comparisons": cmps, "raw_tool_output": raw}, f, indent=2)
+                   "comparisons": cmps, "accuracy_seeds": seeds, "raw_tool_output": raw},
+                  f, indent=2)
         f.write("\n")
-    table = render_table(meta, rows, cmps, split_info)
+    table = render_table(meta, rows, cmps, split_info, seeds)
     with open(os.path.join(out_dir, "table.md"), "w") as f:
         f.write(table)
     return table
@@ -569,6 +635,10 @@ def parse_args(argv):
                     help="batch predictions timed per tool and workload; the median is reported")
     ap.add_argument("--seed", type=int, default=42, help="forest seed for both tools")
     ap.add_argument("--split-seed", type=int, default=7, help="seed of the KDD99 80/20 split")
+    ap.add_argument("--accuracy-seeds", type=int,
+                    help="after the timed runs, train and test both tools with this many more "
+                         "forest seeds (seed + 1, ...) and report accuracy over all of them "
+                         "(default 4, 0 with --quick)")
     ap.add_argument("--fedids", help="fedids binary (default: <repo>/target/release/fedids, "
                                      "or $CARGO_TARGET_DIR/release/fedids)")
     ap.add_argument("--datasets", default=DEFAULT_DATASETS)
@@ -579,6 +649,10 @@ def parse_args(argv):
     args = ap.parse_args(argv)
     if args.trees is None:
         args.trees = 20 if args.quick else 100
+    if args.accuracy_seeds is None:
+        args.accuracy_seeds = 0 if args.quick else 4
+    if args.accuracy_seeds < 0:
+        ap.error("--accuracy-seeds must be 0 or more")
     if args.workloads is None:
         args.workloads = "nsl-binary" if args.quick else ",".join(WORKLOADS)
     wl = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -642,7 +716,7 @@ def main(argv):
         if split_error:
             report_child_failure("KDD99 split", res)
 
-    rows, cmps, raw = [], [], {}
+    rows, cmps, raw, seeds, inputs = [], [], {}, [], {}
     for w in args.workload_list:
         log(f"== {w} ({args.trees} trees, {args.threads} threads, seed {args.seed})")
         if sources[w] == "nsl":
@@ -660,6 +734,7 @@ def main(argv):
         expect = {"n_train": sk_row["n_train"], "n_test": sk_row["n_test"]}
         fe_row, fe_out = run_fedids(w, train, test, args, env, logs_dir, tmp_dir, expect)
         rows += [sk_row, fe_row]
+        inputs[w] = (train, test, sk_row, fe_row)
         raw[w] = {"scikit-learn": sk_out, "fedids": fe_out}
         cmps.append(compare(w, sk_row, fe_row))
         for r in (sk_row, fe_row):
@@ -667,6 +742,13 @@ def main(argv):
                 f"predict {fmt_num(r['rows_per_second'], ',.0f')} rows/s  "
                 f"acc {fmt_num(r['accuracy'], '.4f')}  macro-F1 {fmt_num(r['macro_f1'], '.4f')}  "
                 f"peak {fmt_num(r['peak_rss_mib'], '.1f')} MiB")
+
+    # Accuracy over more seeds, after every timed run (these runs time nothing that is reported).
+    if args.accuracy_seeds > 0:
+        for w, (train, test, sk_row, fe_row) in inputs.items():
+            log(f"== {w}: accuracy over {args.accuracy_seeds} more seeds")
+            seeds.append(run_accuracy_seeds(w, train, test, args, env, logs_dir, tmp_dir,
+                                            sk_row, fe_row))
 
     # Everything below raises this process's RSS, so it comes after the last measured child.
     load_end = loadavg()
@@ -682,7 +764,7 @@ def main(argv):
         meta["datasets"][rel] = {"sha256": digest, "matches_readme": ok}
         if not ok:
             log(f"warning: {path}: sha256 {digest} differs from the datasets README")
-    table = write_outputs(out_dir, meta, rows, cmps, split_info, raw)
+    table = write_outputs(out_dir, meta, rows, cmps, split_info, raw, seeds)
     if not args.keep_tmp:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     print(table)
