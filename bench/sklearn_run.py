@@ -3,6 +3,7 @@
 
 Usage:
     sklearn_run.py TRAIN_CSV TEST_CSV FORMAT TASK SEED N_JOBS [--trees N] [--predict-runs N]
+                   [--warmup-seconds S]
 
 FORMAT is nsl-kdd (no header, 43 columns: 41 features, attack name, difficulty) or kdd99 (header
 line, 42 columns: 41 features, label). TASK is binary (normal vs attack) or multiclass (normal,
@@ -14,8 +15,10 @@ value not seen in training gets the code len(categories). All features are float
 
 Timing: fit_seconds covers `clf.fit(X_train, y_train)` only; predict_seconds covers
 `clf.predict(X_test)` only (batch prediction on the already-loaded matrix): the median of
---predict-runs runs (each in predict_runs_seconds), which must all give the same predictions. CSV
-loading and encoding are timed separately as load_seconds.
+--predict-runs runs (each in predict_runs_seconds), which must all give the same predictions.
+Before them, with --warmup-seconds S > 0, untimed predictions run until S seconds have passed
+(at least one; their count is warmup_runs). CSV loading and encoding are timed separately as
+load_seconds.
 
 Prints exactly one JSON object on one line on stdout. Anything else goes to stderr.
 """
@@ -120,9 +123,12 @@ def main():
     ap.add_argument("n_jobs", type=int)
     ap.add_argument("--trees", type=int, default=100)
     ap.add_argument("--predict-runs", type=int, default=1)
+    ap.add_argument("--warmup-seconds", type=float, default=0.0)
     args = ap.parse_args()
     if args.predict_runs < 1:
         raise SystemExit("--predict-runs must be at least 1")
+    if not args.warmup_seconds >= 0.0 or args.warmup_seconds == float("inf"):
+        raise SystemExit("--warmup-seconds must be a finite number of seconds, 0 or more")
 
     t0 = time.perf_counter()
     train_feats, train_raw = read_table(args.train_csv, args.format)
@@ -147,6 +153,12 @@ def main():
     clf.fit(X_train, y_train)
     fit_seconds = time.perf_counter() - t0
 
+    warmup_runs = 0
+    if args.warmup_seconds > 0:
+        t0 = time.perf_counter()
+        while warmup_runs == 0 or time.perf_counter() - t0 < args.warmup_seconds:
+            clf.predict(X_test)
+            warmup_runs += 1
     runs = []
     y_pred = None
     for _ in range(args.predict_runs):
@@ -182,6 +194,7 @@ def main():
         "fit_seconds": fit_seconds,
         "predict_seconds": predict_seconds,
         "predict_runs_seconds": runs,
+        "warmup_runs": warmup_runs,
         "rows_per_second": X_test.shape[0] / predict_seconds,
         "accuracy": float(accuracy_score(y_test, y_pred)),
         # average="macro" over the labels present in y_test or y_pred (sklearn's default).

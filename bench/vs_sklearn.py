@@ -296,6 +296,7 @@ def collect_metadata(args, fedids_bin, datasets):
         "config": {
             "trees": args.trees, "threads": args.threads, "seed": args.seed,
             "predict_runs": args.predict_runs,
+            "warmup_seconds": args.warmup_seconds,
             "split_seed": args.split_seed, "quick": args.quick, "workloads": args.workloads,
             "sklearn": f"RandomForestClassifier(n_estimators={args.trees}, max_features='sqrt', "
                        f"max_depth=None, bootstrap=True, n_jobs={args.threads}, "
@@ -321,7 +322,8 @@ def run_sklearn(workload, train, test, args, env, logs_dir):
     row = empty_row(workload, "scikit-learn", args)
     cmd = [sys.executable, os.path.join(BENCH_DIR, "sklearn_run.py"), train, test, fmt, task,
            str(args.seed), str(args.threads), "--trees", str(args.trees),
-           "--predict-runs", str(args.predict_runs)]
+           "--predict-runs", str(args.predict_runs),
+           "--warmup-seconds", str(args.warmup_seconds)]
     log(f"  scikit-learn: {' '.join(cmd[1:])}")
     res = run_child(cmd, env, os.path.join(logs_dir, f"{workload}.sklearn"), args.timeout)
     row.update(wall_seconds=res["wall"], cpu_user_seconds=res["utime"],
@@ -371,7 +373,8 @@ def run_fedids(workload, train, test, args, env, logs_dir, tmp_dir, expect):
                model_hash=tout.get("model_hash"))
 
     eval_cmd = [args.fedids, "eval", "--model", model, "--data", test, "--threads",
-                str(args.threads), "--timing-runs", str(args.predict_runs), "--json", "--quiet"]
+                str(args.threads), "--timing-runs", str(args.predict_runs),
+                "--timing-warmup", str(args.warmup_seconds), "--json", "--quiet"]
     log(f"  fedids: {' '.join(eval_cmd[1:])}")
     ev = run_child(eval_cmd, env, os.path.join(logs_dir, f"{workload}.fedids-eval"), args.timeout)
     row["eval_rss_mib"] = mib(ev["maxrss_kib"])
@@ -455,6 +458,7 @@ def run_accuracy_seeds(workload, train, test, args, env, logs_dir, tmp_dir, sk_m
         a = argparse.Namespace(**vars(args))
         a.seed = args.seed + k
         a.predict_runs = 1
+        a.warmup_seconds = 0.0
         seed_logs = os.path.join(logs_dir, f"seed-{a.seed}")
         os.makedirs(seed_logs, exist_ok=True)
         log(f"  accuracy, seed {a.seed}")
@@ -556,8 +560,12 @@ def render_table(meta, rows, cmps, split_info, seeds):
               "- predict rows/s: test rows / the median seconds of "
               f"{meta['config']['predict_runs']} batch predictions over the already-loaded test "
               "matrix, one after another in one process (sklearn: `clf.predict(X_test)`; fedids: "
-              "`rows_per_second` of `fedids eval --timing-runs N --json`). Parsing is excluded. "
-              "Each run's seconds are in results.json.",
+              "`rows_per_second` of `fedids eval --timing-runs N --json`), after untimed "
+              f"predictions for at least {meta['config']['warmup_seconds']:g} s in each tool "
+              "(`--warmup-seconds`; sklearn_run.py `--warmup-seconds`, fedids eval "
+              "`--timing-warmup`): a cold start is slower while the CPU's clock and caches "
+              "settle. Parsing is excluded. Each run's seconds and the untimed count "
+              "(warmup_runs) are in results.json.",
               "- accuracy, macro-F1: on the test file. Macro-F1 is the unweighted mean of per-class "
               "F1 over the classes present in the true or predicted labels (sklearn "
               "`f1_score(average='macro', zero_division=0)`); binary uses both classes.",
@@ -633,6 +641,9 @@ def parse_args(argv):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--predict-runs", type=int, default=5,
                     help="batch predictions timed per tool and workload; the median is reported")
+    ap.add_argument("--warmup-seconds", type=float, default=1.0,
+                    help="untimed batch predictions before the timed ones, for at least this "
+                         "many seconds (at least one), in both tools")
     ap.add_argument("--seed", type=int, default=42, help="forest seed for both tools")
     ap.add_argument("--split-seed", type=int, default=7, help="seed of the KDD99 80/20 split")
     ap.add_argument("--accuracy-seeds", type=int,
@@ -651,6 +662,8 @@ def parse_args(argv):
         args.trees = 20 if args.quick else 100
     if args.accuracy_seeds is None:
         args.accuracy_seeds = 0 if args.quick else 4
+    if not 0.0 <= args.warmup_seconds <= 600.0:
+        ap.error("--warmup-seconds must be from 0 to 600")
     if args.accuracy_seeds < 0:
         ap.error("--accuracy-seeds must be 0 or more")
     if args.workloads is None:

@@ -133,7 +133,23 @@ fn nsl_kdd_test_21_is_harder() {
     // Timed several times for benchmarks: the median of the runs, the same metrics.
     let test = datasets().join("nsl-kdd/KDDTest-21.txt");
     let args = ["eval", "--model", s(&model), "--data", s(&test)];
-    let again = dir.json(&[&args[..], &["--timing-runs", "3", "--json", "--quiet"]].concat());
+    let again = dir.json(
+        &[
+            &args[..],
+            &[
+                "--timing-runs",
+                "3",
+                "--timing-warmup",
+                "0.05",
+                "--json",
+                "--quiet",
+            ],
+        ]
+        .concat(),
+    );
+    // Untimed runs first, for at least 0.05 s: one at least.
+    assert!(again["warmup_runs"].as_u64().unwrap() >= 1, "{again}");
+    assert_eq!(e["warmup_runs"], 0);
     let runs: Vec<f64> = again["predict_runs_seconds"]
         .as_array()
         .unwrap()
@@ -149,6 +165,16 @@ fn nsl_kdd_test_21_is_harder() {
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("'0' for '--timing-runs <N>'"), "{err}");
+    for bad in ["-1", "NaN", "inf", "601"] {
+        let flag = format!("--timing-warmup={bad}");
+        let out = dir.run(&[&args[..], &[flag.as_str()]].concat());
+        assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("expected seconds from 0 to 600, found '{bad}'")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

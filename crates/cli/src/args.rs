@@ -345,6 +345,10 @@ pub struct EvalArgs {
     /// machines); every run must give the same predictions.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub timing_runs: u32,
+    /// Before the timed runs, predict untimed until this many seconds have passed (at least
+    /// once), so that the CPU's clock and caches settle first. At most 600.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0, value_parser = warmup_seconds)]
+    pub timing_warmup: f64,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -880,4 +884,12 @@ pub enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Parses `--timing-warmup`: a finite number of seconds from 0 to 600.
+fn warmup_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=600.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected seconds from 0 to 600, found '{text}'")),
+    }
 }

@@ -23,6 +23,8 @@ pub struct EvalReport {
     pub predict_seconds: f64,
     /// Each timed prediction of the whole data (`--timing-runs`), in order.
     pub predict_runs_seconds: Vec<f64>,
+    /// Untimed predictions made first (`--timing-warmup`).
+    pub warmup_runs: u32,
     pub rows_per_second: f64,
     pub metrics: Metrics,
     pub load_report: fedids_data::LoadReport,
@@ -65,6 +67,14 @@ pub fn run(a: EvalArgs, quiet: bool) -> Result<()> {
         a.unmapped_label,
         quiet,
     )?;
+    let mut warmup_runs = 0u32;
+    if a.timing_warmup > 0.0 {
+        let start = Instant::now();
+        while warmup_runs == 0 || start.elapsed().as_secs_f64() < a.timing_warmup {
+            m.model.predict(&ds.x)?;
+            warmup_runs += 1;
+        }
+    }
     let mut runs = Vec::new();
     let mut pred: Option<Vec<u32>> = None;
     for _ in 0..a.timing_runs {
@@ -94,6 +104,7 @@ pub fn run(a: EvalArgs, quiet: bool) -> Result<()> {
         load_seconds,
         predict_seconds,
         predict_runs_seconds: runs,
+        warmup_runs,
         rows_per_second: ds.x.n_rows() as f64 / predict_seconds.max(1e-9),
         metrics,
         load_report: ds.report,
@@ -109,10 +120,11 @@ pub fn run(a: EvalArgs, quiet: bool) -> Result<()> {
             report.data,
             super::thousands(report.n_rows as u64),
             predict_seconds,
-            if a.timing_runs > 1 {
-                format!(" (median of {} runs)", a.timing_runs)
-            } else {
-                String::new()
+            match (a.timing_runs, warmup_runs) {
+                (1, 0) => String::new(),
+                (1, w) => format!(" (after {w} untimed runs)"),
+                (n, 0) => format!(" (median of {n} runs)"),
+                (n, w) => format!(" (median of {n} runs, after {w} untimed)"),
             },
             super::thousands(report.rows_per_second as u64)
         );
