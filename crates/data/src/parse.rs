@@ -592,6 +592,34 @@ pub(crate) fn chunk_bounds(bytes: &[u8], target: usize) -> Vec<(usize, usize)> {
     bounds
 }
 
+/// The file line where each chunk of `bytes` (`bounds`, from [`chunk_bounds`]) starts, when
+/// `bytes` starts at line `first_line`.
+pub(crate) fn chunk_first_lines(
+    bytes: &[u8],
+    bounds: &[(usize, usize)],
+    first_line: usize,
+) -> Vec<usize> {
+    let line_counts: Vec<usize> = bounds
+        .par_iter()
+        .map(|&(s, e)| {
+            bytes
+                .get(s..e)
+                .unwrap_or_default()
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+        })
+        .collect();
+    line_counts
+        .iter()
+        .scan(first_line, |line, &n| {
+            let first = *line;
+            *line += n;
+            Some(first)
+        })
+        .collect()
+}
+
 /// The merged result of all chunks.
 pub(crate) struct Merged {
     pub features: Vec<Feature>,
@@ -792,24 +820,7 @@ fn parse_with(
     };
     let body = bytes.get(body_start..).unwrap_or_default();
     let bounds = chunk_bounds(body, chunk_bytes);
-    let line_counts: Vec<usize> = bounds
-        .par_iter()
-        .map(|&(s, e)| {
-            body.get(s..e)
-                .unwrap_or_default()
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-        })
-        .collect();
-    let first_lines: Vec<usize> = line_counts
-        .iter()
-        .scan(body_line, |line, &n| {
-            let first = *line;
-            *line += n;
-            Some(first)
-        })
-        .collect();
+    let first_lines = chunk_first_lines(body, &bounds, body_line);
     let chunks: Vec<ChunkOut> = bounds
         .par_iter()
         .zip(&first_lines)

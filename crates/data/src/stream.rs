@@ -3,11 +3,11 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 
-use crate::error::DataError;
-use crate::formats::{self, is_blank};
 use rayon::prelude::*;
 
-use crate::parse::{chunk_bounds, merge, ChunkOut, Coding, Decoder};
+use crate::error::DataError;
+use crate::formats::{self, is_blank};
+use crate::parse::{chunk_bounds, chunk_first_lines, merge, ChunkOut, Coding, Decoder};
 use crate::{FeatureMatrix, FlowMetaTable, FormatSpec, Schema, UnmappedLabelPolicy};
 
 /// Up to `batch_rows` encoded records of a file being streamed.
@@ -233,12 +233,7 @@ impl<R: BufRead> Iterator for BatchReader<R> {
         } else {
             let target = text.len().div_ceil(4 * rayon::current_num_threads());
             let bounds = chunk_bounds(&text, target);
-            let mut firsts = Vec::with_capacity(bounds.len());
-            let mut line = first_line;
-            for &(s, e) in &bounds {
-                firsts.push(line);
-                line += text[s..e].iter().filter(|&&b| b == b'\n').count();
-            }
+            let firsts = chunk_first_lines(&text, &bounds, first_line);
             bounds
                 .par_iter()
                 .zip(&firsts)

@@ -76,7 +76,7 @@ trait WalkNode: Copy {
 }
 
 /// Eight bytes: `feature | left << 8` and the key (forests with at most 256 features and trees
-/// of fewer than 2^24 nodes: see [`packable`]).
+/// of fewer than 2^23 nodes: see [`packable`]).
 #[derive(Clone, Copy)]
 struct PackedNode {
     key: u32,
