@@ -228,7 +228,7 @@ impl<R: BufRead> Iterator for BatchReader<R> {
             self.done = true;
             return None;
         }
-        let outs: Vec<ChunkOut> = if records < self.parallel_from {
+        let mut outs: Vec<ChunkOut> = if records < self.parallel_from {
             vec![self.decoder.parse_chunk(&text, first_line)]
         } else {
             let target = text.len().div_ceil(4 * rayon::current_num_threads());
@@ -243,7 +243,6 @@ impl<R: BufRead> Iterator for BatchReader<R> {
         self.text = text;
         let has_labels =
             self.decoder.layout.label.is_some() && outs.iter().all(|out| !out.labels_broken);
-        let mut outs = outs;
         let mut lines = Vec::with_capacity(records);
         let mut meta = std::mem::take(&mut outs[0].meta);
         for (k, out) in outs.iter_mut().enumerate() {

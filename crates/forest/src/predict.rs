@@ -127,6 +127,17 @@ enum Nodes {
     Wide(Vec<WideNode>),
 }
 
+impl Nodes {
+    /// The tree's node count.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn len(&self) -> usize {
+        match self {
+            Nodes::Packed(nodes) => nodes.len(),
+            Nodes::Wide(nodes) => nodes.len(),
+        }
+    }
+}
+
 /// A `u32` whose unsigned order is the order of `f32` comparisons: for `a` and `b` not NaN,
 /// `a > b` exactly when `order_key(a) > order_key(b)` (`-0.0` and `0.0` share a key). NaN maps
 /// to 0, below every other key, so `NaN > threshold` stays false and NaN goes left, as the
@@ -147,8 +158,6 @@ fn order_key(v: f32) -> u32 {
 struct CompiledTree {
     /// For the portable kernel.
     nodes: Nodes,
-    /// Node count.
-    len: usize,
     /// The class probabilities of each node's leaf, `n_classes` per node (zeros for internal
     /// nodes), so the node where a row ends gives its values without a lookup.
     node_values: Vec<f32>,
@@ -183,12 +192,12 @@ impl Predictor {
                 panic!("tree {k} of a forest is invalid (forests hold validated trees): {e}");
             }
         });
-        let kernel = if avx512::available() && packable(trees, n_features) {
+        let packs = packable(trees, n_features);
+        let kernel = if avx512::available() && packs {
             Kernel::Avx512
         } else {
             Kernel::Portable
         };
-        let packs = packable(trees, n_features);
         let compiled = trees
             .par_iter()
             .map(|t| {
@@ -241,7 +250,6 @@ impl Predictor {
                 CompiledTree {
                     top: t.leaf_values.iter().fold(0.0f32, |m, &v| m.max(v)),
                     nodes,
-                    len: t.nodes.len(),
                     node_values,
                     packed,
                     thresholds,
@@ -639,7 +647,8 @@ mod avx512 {
             (ends.len() + 1) * nf,
             "one padding row after the block"
         );
-        assert!(tree.packed.len() == tree.len && tree.thresholds.len() == tree.len);
+        let len = tree.nodes.len();
+        assert!(tree.packed.len() == len && tree.thresholds.len() == len);
         // SAFETY: AVX-512F is available (checked above). Every gather index is in bounds: node
         // indices start at 0 and follow `left + (0 or 1)`, which stays below `nodes.len()` in a
         // validated tree; a leaf loops on itself (`left` is its own index and no value is
