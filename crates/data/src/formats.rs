@@ -437,6 +437,10 @@ pub(crate) struct Layout {
     pub names: Vec<String>,
     /// One per field.
     pub roles: Vec<Role>,
+    /// The fields whose cell is checked on every row besides numbers: label, flag, difficulty.
+    pub checked: Vec<usize>,
+    /// The categorical fields: (field, feature).
+    pub categorical: Vec<(usize, usize)>,
     /// The features, in matrix order. While learning, categorical dictionaries are empty.
     pub features: Vec<Feature>,
     /// `None` when the file has no label column (allowed only for prediction).
@@ -729,9 +733,25 @@ pub(crate) fn layout(
             }
         }
     }
+    let checked = roles
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Role::Label | Role::Flag | Role::Difficulty))
+        .map(|(i, _)| i)
+        .collect();
+    let categorical = roles
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match *r {
+            Role::Cat(f) => Some((i, f)),
+            _ => None,
+        })
+        .collect();
     Ok(Layout {
         names,
         roles,
+        checked,
+        categorical,
         features,
         label,
         non_finite,

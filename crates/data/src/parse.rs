@@ -164,18 +164,95 @@ pub(crate) fn parse_number(cell: &[u8]) -> Option<f32> {
         }
     }
     if fast && n_digits > 0 {
-        let value = if n_frac == 0 {
-            Some(mantissa as f32)
-        } else if mantissa < (1 << 24) {
-            POW10.get(n_frac as usize).map(|p| mantissa as f32 / p)
-        } else {
-            None
-        };
-        if let Some(v) = value {
+        if let Some(v) = decimal(mantissa, n_frac) {
             return Some(if negative { -v } else { v });
         }
     }
     std::str::from_utf8(cell).ok()?.parse::<f32>().ok()
+}
+
+/// `mantissa / 10^n_frac` (of at most 19 digits), where that division is exact arithmetic on
+/// exact operands and so correctly rounded, as `str::parse::<f32>` rounds: any integer, or a
+/// mantissa below 2^24 with at most 10 decimals. `None` otherwise.
+#[inline]
+fn decimal(mantissa: u64, n_frac: u32) -> Option<f32> {
+    if n_frac == 0 {
+        Some(mantissa as f32)
+    } else if mantissa < (1 << 24) {
+        POW10.get(n_frac as usize).map(|p| mantissa as f32 / p)
+    } else {
+        None
+    }
+}
+
+/// Splits a comma-separated `line` in one pass and parses its numeric cells on the way, when the
+/// line is of the common kind: `roles.len()` cells, no quote, no space or tab around a cell, and
+/// every numeric cell (`Role::Num(f)`, into `row[f]`) a plain decimal (digits with at most one
+/// dot, at most 19 digits) that [`decimal`] converts exactly. The cells are those
+/// [`Fields::split`] gives and each value the one [`parse_number`] gives. `false` if the line
+/// is not of that kind; `fields` and `row` then hold garbage and the caller takes the general
+/// path.
+pub(crate) fn split_plain(
+    line: &[u8],
+    roles: &[Role],
+    fields: &mut Fields,
+    row: &mut [f32],
+) -> bool {
+    fields.ranges.clear();
+    fields.in_scratch = false;
+    // A `\r` before the `\n` is trimmed off the last cell, as `trim_range` trims it.
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let len = line.len();
+    let mut pos = 0;
+    for (i, role) in roles.iter().enumerate() {
+        let start = pos;
+        if let Role::Num(f) = *role {
+            let mut mantissa: u64 = 0;
+            let mut n_digits = 0u32;
+            let mut n_frac = 0u32;
+            let mut seen_dot = false;
+            while let Some(&c) = line.get(pos) {
+                let d = c.wrapping_sub(b'0');
+                if d < 10 {
+                    mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+                    n_digits += 1;
+                    n_frac += u32::from(seen_dot);
+                } else if c == b'.' && !seen_dot {
+                    seen_dot = true;
+                } else if c == b',' {
+                    break;
+                } else {
+                    return false;
+                }
+                pos += 1;
+            }
+            if n_digits == 0 || n_digits > 19 {
+                return false;
+            }
+            match (decimal(mantissa, n_frac), row.get_mut(f)) {
+                (Some(v), Some(slot)) => *slot = v,
+                _ => return false,
+            }
+        } else {
+            while line.get(pos).is_some_and(|&c| c != b',') {
+                pos += 1;
+            }
+            let cell = &line[start..pos];
+            let padded = |c: Option<&u8>| c.is_some_and(u8::is_ascii_whitespace);
+            if padded(cell.first()) || padded(cell.last()) || cell.contains(&b'"') {
+                return false;
+            }
+        }
+        fields.ranges.push((start, pos));
+        // `pos` is at a comma or at the end: a comma needs a cell after it, the end no more
+        // roles.
+        let last = i + 1 == roles.len();
+        if (pos == len) != last {
+            return false;
+        }
+        pos += 1;
+    }
+    !roles.is_empty()
 }
 
 /// FNV-1a: categorical values are short, and SipHash's setup dominates for them.
@@ -407,14 +484,22 @@ impl Decoder {
             }));
         }
         let fields = &mut scratch.fields;
-        if layout.separator == b'\t' {
-            fields.split_tsv(line);
-        } else if let Err(column) = fields.split(line) {
-            return Err(RowError::Invalid(DataError::UnterminatedQuote {
-                input: self.input.clone(),
-                line: line_no,
-                column,
-            }));
+        let row = &mut scratch.row;
+        row.clear();
+        row.resize(layout.features.len(), 0.0);
+        // Most lines take the one-pass split, which also parses the numbers.
+        let plain = layout.separator == b',' && split_plain(line, &layout.roles, fields, row);
+        if !plain {
+            row.fill(0.0);
+            if layout.separator == b'\t' {
+                fields.split_tsv(line);
+            } else if let Err(column) = fields.split(line) {
+                return Err(RowError::Invalid(DataError::UnterminatedQuote {
+                    input: self.input.clone(),
+                    line: line_no,
+                    column,
+                }));
+            }
         }
         if fields.len() != layout.n_fields() {
             return Err(RowError::Invalid(DataError::FieldCount {
@@ -434,11 +519,14 @@ impl Decoder {
                 expected: expected.to_string(),
             })
         };
-        let row = &mut scratch.row;
-        row.clear();
-        row.resize(layout.features.len(), 0.0);
         let mut label: Option<LabelOutcome<'_>> = None;
-        for (i, role) in layout.roles.iter().enumerate() {
+        // A plain line's numbers are parsed: only the checked fields are left to look at.
+        let to_check: &mut dyn Iterator<Item = (usize, &Role)> = if plain {
+            &mut layout.checked.iter().map(|&i| (i, &layout.roles[i]))
+        } else {
+            &mut layout.roles.iter().enumerate()
+        };
+        for (i, role) in to_check {
             let cell = fields.get(line, i);
             match *role {
                 Role::Skip | Role::Cat(_) => {}
@@ -492,8 +580,7 @@ impl Decoder {
         }
 
         // Commit the row.
-        for (i, role) in layout.roles.iter().enumerate() {
-            let Role::Cat(f) = *role else { continue };
+        for &(i, f) in &layout.categorical {
             let cell = fields.get(line, i);
             let code = match &self.coding {
                 Coding::Learn => out.dicts.get_mut(f).map_or(0, |d| d.code(cell)),

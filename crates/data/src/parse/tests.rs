@@ -867,8 +867,97 @@ fn result_text(r: Result<Dataset, DataError>) -> Result<Dataset, String> {
     r.map_err(|e| e.to_string())
 }
 
+#[test]
+fn plain_lines_take_the_one_pass_split() {
+    let roles = [Role::Num(0), Role::Cat(0), Role::Label, Role::Num(1)];
+    let mut fields = Fields::default();
+    let mut row = [0.0f32; 2];
+    for (line, values) in [
+        ("181,tcp,normal.,0.11", [181.0, 0.11]),
+        ("0,udp,smurf,5.\r", [0.0, 5.0]),
+        (".5,,x,007", [0.5, 7.0]),
+    ] {
+        assert!(
+            split_plain(line.as_bytes(), &roles, &mut fields, &mut row),
+            "{line:?}"
+        );
+        assert_eq!(row, values, "{line:?}");
+    }
+    // Anything else goes to the general path.
+    for line in [
+        "181,tcp,normal",
+        "181,tcp,normal,1,2",
+        " 181,tcp,normal,1",
+        "181,tcp ,normal,1",
+        "-1,tcp,normal,1",
+        "1e3,tcp,normal,1",
+        "1,\"tcp\",normal,1",
+        "1,tcp,normal,",
+        "1,tcp,normal,.",
+        "1.2.3,tcp,normal,1",
+        "99999999999999999999,tcp,normal,1",
+        "0.123456789012,tcp,normal,1",
+        "",
+    ] {
+        assert!(
+            !split_plain(line.as_bytes(), &roles, &mut fields, &mut row),
+            "{line:?}"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Where the one-pass split takes a line, it splits it as `Fields::split` does and parses
+    /// each numeric cell as `parse_number` does.
+    #[test]
+    fn one_pass_split_equals_the_general_path(
+        cells in proptest::collection::vec(prop_oneof![
+            "[0-9]{1,8}(\\.[0-9]{0,4})?",
+            "[0-9. \r\"a-z+-]{0,5}",
+            "[0-9]{18,21}",
+        ], 1..8),
+        kinds in proptest::collection::vec(0u8..3, 8),
+        crlf in any::<bool>(),
+    ) {
+        let roles: Vec<Role> = kinds[..cells.len()]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| match k {
+                0 => Role::Num(i),
+                1 => Role::Cat(i),
+                _ => Role::Skip,
+            })
+            .collect();
+        let mut line = cells.join(",");
+        if crlf {
+            line.push('\r');
+        }
+        let mut fast = Fields::default();
+        let mut row = vec![0.0f32; cells.len()];
+        if split_plain(line.as_bytes(), &roles, &mut fast, &mut row) {
+            let mut general = Fields::default();
+            prop_assert!(general.split(line.as_bytes()).is_ok());
+            let bytes = line.as_bytes();
+            let cells_of = |f: &Fields| (0..f.len()).map(|i| f.get(bytes, i).to_vec()).collect::<Vec<_>>();
+            prop_assert_eq!(cells_of(&fast), cells_of(&general));
+            for (i, role) in roles.iter().enumerate() {
+                if let Role::Num(f) = *role {
+                    let want = parse_number(general.get(line.as_bytes(), i));
+                    prop_assert_eq!(Some(row[f].to_bits()), want.map(f32::to_bits));
+                }
+            }
+        } else {
+            // It may refuse a line only for what it does not handle; integers of 1 to 19 digits
+            // and unpadded cells without quotes it always takes.
+            let simple = cells.iter().zip(&roles).all(|(c, role)| match role {
+                Role::Num(_) => (1..=19).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()),
+                _ => !c.contains('"') && c.trim() == c,
+            });
+            prop_assert!(!simple, "refused a plain line: {:?}", line);
+        }
+    }
 
     #[test]
     fn fast_number_parsing_equals_std(text in prop_oneof![
