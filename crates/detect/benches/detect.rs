@@ -90,15 +90,15 @@ fn main() {
         .expect("reader");
         let mut detector = Detector::new(&forest.schema().classes, config.clone());
         let mut sink = std::io::sink();
+        let mut lines = Vec::new();
         for batch in reader {
             let batch = batch.expect("batch");
             let (classes, proba) = predictor.predict_settling(&batch.x, 0).expect("predict");
-            for a in detector
-                .process_classified(&batch, &classes, &proba, Timestamp(0))
-                .expect("process")
-            {
-                serde_json::to_writer(&mut sink, &a).expect("write");
-            }
+            lines.clear();
+            detector
+                .write_classified(&batch, &classes, &proba, Timestamp(0), &mut lines)
+                .expect("process");
+            sink.write_all(&lines).expect("write");
         }
         assert_eq!(detector.n_flows() as usize, n_flows);
     });
@@ -114,8 +114,9 @@ fn main() {
         .expect("reader");
         let mut detector = Detector::new(&forest.schema().classes, config.clone());
         let mut sink = std::io::sink();
+        let mut lines = Vec::new();
         // As in `fedids detect`: the next batch is parsed while this one is scored, both as
-        // tasks of rayon's pool.
+        // tasks of rayon's pool, and alerts are written as EVE lines without building records.
         let mut current = reader.next();
         while let Some(batch) = current {
             let batch = batch.expect("batch");
@@ -124,12 +125,11 @@ fn main() {
                 || {
                     let (classes, proba) =
                         predictor.predict_settling(&batch.x, 0).expect("predict");
-                    for a in detector
-                        .process_classified(&batch, &classes, &proba, Timestamp(0))
-                        .expect("process")
-                    {
-                        serde_json::to_writer(&mut sink, &a).expect("write");
-                    }
+                    lines.clear();
+                    detector
+                        .write_classified(&batch, &classes, &proba, Timestamp(0), &mut lines)
+                        .expect("process");
+                    sink.write_all(&lines).expect("write");
                 },
             );
             current = next;

@@ -149,15 +149,7 @@ pub fn eve_alert(
         dest_ip: flow.dest_ip,
         dest_port: flow.dest_port,
         proto: flow.proto.clone(),
-        alert: EveAlertBody {
-            action: "allowed".to_string(),
-            gid: 1,
-            signature_id: SIGNATURE_ID_BASE + class_idx,
-            rev: 1,
-            signature: format!("FEDIDS ML {class} ({})", threat.title()),
-            category: threat.category().to_string(),
-            severity: threat.severity(),
-        },
+        alert: alert_body(class, class_idx),
         fedids: EveFedids {
             class: class.to_string(),
             probability,
@@ -166,5 +158,116 @@ pub fn eve_alert(
             incident_id: incident_id.to_string(),
             line: flow.line,
         },
+    }
+}
+
+/// The `alert` object of every alert of `class` (index `class_idx`).
+fn alert_body(class: &str, class_idx: u32) -> EveAlertBody {
+    let threat = ThreatKind::of_class(class);
+    EveAlertBody {
+        action: "allowed".to_string(),
+        gid: 1,
+        signature_id: SIGNATURE_ID_BASE + class_idx,
+        rev: 1,
+        signature: format!("FEDIDS ML {class} ({})", threat.title()),
+        category: threat.category().to_string(),
+        severity: threat.severity(),
+    }
+}
+
+/// Appends `value` as JSON, as `serde_json` writes it inside a record.
+fn json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(out, value)
+}
+
+/// The parts of an EVE line (the JSON of an [`EveAlert`]) that depend only on its class and the
+/// model, serialised once.
+#[derive(Debug, Clone)]
+pub(crate) struct ClassLine {
+    /// From `,"alert":` to `"probability":`.
+    head: Vec<u8>,
+    /// From `,"threat":` to `"incident_id":`.
+    tail: Vec<u8>,
+}
+
+impl ClassLine {
+    pub(crate) fn new(
+        class: &str,
+        class_idx: u32,
+        model_sha256: &str,
+    ) -> Result<ClassLine, serde_json::Error> {
+        let mut head = b",\"alert\":".to_vec();
+        json(&mut head, &alert_body(class, class_idx))?;
+        head.extend_from_slice(b",\"fedids\":{\"class\":");
+        json(&mut head, class)?;
+        head.extend_from_slice(b",\"probability\":");
+        let mut tail = b",\"threat\":".to_vec();
+        json(&mut tail, &ThreatKind::of_class(class))?;
+        tail.extend_from_slice(b",\"model_sha256\":");
+        json(&mut tail, model_sha256)?;
+        tail.extend_from_slice(b",\"incident_id\":");
+        Ok(ClassLine { head, tail })
+    }
+
+    /// Appends the EVE line of an alert of this class on `flow`, then `\n`: the bytes
+    /// `serde_json` writes for the record [`eve_alert`] builds, field for field.
+    pub(crate) fn write(
+        &self,
+        out: &mut Vec<u8>,
+        flow: &Flow,
+        probability: f32,
+        incident_id: &str,
+        stamp: &mut StampCache,
+    ) -> Result<(), serde_json::Error> {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        stamp.write(out, flow.timestamp);
+        out.extend_from_slice(b"\",\"event_type\":\"alert\"");
+        if let Some(ip) = &flow.src_ip {
+            out.extend_from_slice(b",\"src_ip\":");
+            json(out, ip)?;
+        }
+        if let Some(port) = flow.src_port {
+            out.extend_from_slice(b",\"src_port\":");
+            json(out, &port)?;
+        }
+        if let Some(ip) = &flow.dest_ip {
+            out.extend_from_slice(b",\"dest_ip\":");
+            json(out, ip)?;
+        }
+        if let Some(port) = flow.dest_port {
+            out.extend_from_slice(b",\"dest_port\":");
+            json(out, &port)?;
+        }
+        if let Some(proto) = &flow.proto {
+            out.extend_from_slice(b",\"proto\":");
+            json(out, proto)?;
+        }
+        out.extend_from_slice(&self.head);
+        json(out, &probability)?;
+        out.extend_from_slice(&self.tail);
+        json(out, incident_id)?;
+        out.extend_from_slice(b",\"line\":");
+        json(out, &flow.line)?;
+        out.extend_from_slice(b"}}\n");
+        Ok(())
+    }
+}
+
+/// The EVE form of the last timestamp written: consecutive alerts often share it (a file
+/// without timestamps gives them all the scoring time).
+#[derive(Debug, Default)]
+pub(crate) struct StampCache {
+    last: Option<Timestamp>,
+    text: Vec<u8>,
+}
+
+impl StampCache {
+    fn write(&mut self, out: &mut Vec<u8>, t: Timestamp) {
+        if self.last != Some(t) {
+            self.text.clear();
+            t.write_eve(&mut self.text);
+            self.last = Some(t);
+        }
+        out.extend_from_slice(&self.text);
     }
 }

@@ -79,6 +79,9 @@ pub enum DetectError {
         /// Classes of the model.
         n_classes: usize,
     },
+    /// An alert could not be written as JSON.
+    #[error("cannot write an alert as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
     /// An incidents file line does not hold an incident.
     #[error("{input}:{line}:{column}: expected an incident as JSON, {message}")]
     Incident {
@@ -108,6 +111,9 @@ pub struct DetectConfig {
 #[derive(Debug)]
 pub struct Detector {
     classes: Vec<String>,
+    /// Per class, the parts of its EVE lines that do not vary: built by the first
+    /// [`Detector::write_classified`].
+    lines: Option<Vec<alert::ClassLine>>,
     config: DetectConfig,
     grouper: IncidentGrouper,
     n_flows: u64,
@@ -119,6 +125,7 @@ impl Detector {
     pub fn new(classes: &[String], config: DetectConfig) -> Self {
         Detector {
             classes: classes.to_vec(),
+            lines: None,
             grouper: IncidentGrouper::new(config.window_secs, &config.model_sha256),
             config,
             n_flows: 0,
@@ -153,6 +160,75 @@ impl Detector {
         proba: &[f32],
         now: Timestamp,
     ) -> Result<Vec<EveAlert>, DetectError> {
+        let mut alerts = Vec::new();
+        let sha = self.config.model_sha256.clone();
+        self.each_alert(
+            batch,
+            classes,
+            proba,
+            now,
+            |flow, class, idx, probability, id| {
+                alerts.push(eve_alert(flow, class, idx, probability, &sha, id));
+                Ok(())
+            },
+        )?;
+        Ok(alerts)
+    }
+
+    /// [`Detector::process_classified`], with each alert appended to `out` as one line of JSON
+    /// instead of returned: the bytes `serde_json` writes for the [`EveAlert`] that
+    /// `process_classified` returns, then `\n`. Returns how many alerts it wrote.
+    ///
+    /// This is how `fedids detect` writes alerts: it builds no record, so it allocates nothing
+    /// per alert (the parts of a line that depend only on the class are written once, here).
+    pub fn write_classified(
+        &mut self,
+        batch: &Batch,
+        classes: &[u32],
+        proba: &[f32],
+        now: Timestamp,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, DetectError> {
+        let lines = match self.lines.take() {
+            Some(lines) => lines,
+            None => self
+                .classes
+                .iter()
+                .enumerate()
+                .map(|(idx, class)| {
+                    alert::ClassLine::new(class, idx as u32, &self.config.model_sha256)
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let mut n = 0;
+        let mut stamp = alert::StampCache::default();
+        let result = self.each_alert(
+            batch,
+            classes,
+            proba,
+            now,
+            |flow, _, idx, probability, id| {
+                // In bounds: `each_alert` emits only classes below `self.classes.len()`, and there
+                // is a line per class.
+                lines[idx as usize].write(out, flow, probability, id, &mut stamp)?;
+                n += 1;
+                Ok(())
+            },
+        );
+        self.lines = Some(lines);
+        result.map(|()| n)
+    }
+
+    /// Checks the shapes, then calls `emit(flow, class, class index, probability, incident id)`
+    /// for each alert of the batch, in row order, after adding it to its incident.
+    fn each_alert(
+        &mut self,
+        batch: &Batch,
+        classes: &[u32],
+        proba: &[f32],
+        now: Timestamp,
+        mut emit: impl FnMut(&Flow, &str, u32, f32, &str) -> Result<(), DetectError>,
+    ) -> Result<(), DetectError> {
         let n_rows = batch.x.n_rows();
         let n_classes = self.classes.len();
         if proba.len() != n_rows * n_classes || n_classes == 0 {
@@ -170,7 +246,6 @@ impl Detector {
             });
         }
         self.n_flows += n_rows as u64;
-        let mut alerts = Vec::new();
         for (row_idx, (p, &class_idx)) in proba.chunks_exact(n_classes).zip(classes).enumerate() {
             let class_idx = class_idx as usize;
             if class_idx == 0 {
@@ -191,19 +266,11 @@ impl Detector {
             let class = self.classes[class_idx].as_str();
             let id = self
                 .grouper
-                .add(&flow, class, class_idx as u32, probability)
-                .to_string();
-            alerts.push(eve_alert(
-                &flow,
-                class,
-                class_idx as u32,
-                probability,
-                &self.config.model_sha256,
-                &id,
-            ));
+                .add(&flow, class, class_idx as u32, probability);
+            emit(&flow, class, class_idx as u32, probability, id)?;
             self.n_alerts += 1;
         }
-        Ok(alerts)
+        Ok(())
     }
 
     /// Flows scored so far.

@@ -199,3 +199,123 @@ fn flows_without_identity_use_the_given_time() {
     let json = serde_json::to_string(&alerts[0]).unwrap();
     assert!(!json.contains("src_ip"), "{json}");
 }
+
+/// A Zeek batch of `rows` for a model trained on the classes `benign` and `labels`.
+fn batch_with_classes(labels: &[&str], rows: &[String]) -> (Vec<String>, fedids_data::Batch) {
+    let mut train = format!("{ZEEK}{}", row("1", "10.0.0.1", "10.0.0.2", 80, "benign"));
+    for label in labels {
+        train.push_str(&row("2", "10.0.0.3", "10.0.0.2", 22, label));
+    }
+    let ds = parse_bytes(
+        "train.log",
+        train.as_bytes(),
+        &LoadOptions::new(Task::Multiclass),
+    )
+    .unwrap();
+    let live = format!("{ZEEK}{}", rows.concat());
+    let b = BatchReader::new("live.log", live.as_bytes(), &ds.schema, 1000)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    (ds.schema.classes, b)
+}
+
+#[test]
+fn written_lines_are_the_records_as_json() {
+    let (classes, b) = batch(&[
+        row("1500000000.25", "203.0.113.7", "192.0.2.1", 80, "-"),
+        row("-", "2001:db8::1", "-", 443, "-"),
+        row("1500000001", "not-an-ip", "192.0.2.9", 53, "-"),
+    ]);
+    let proba = [0.2, 0.8, 0.6, 0.4, 0.1, 0.9];
+    let mut records = Detector::new(&classes, config(60));
+    let alerts = records.process(&b, &proba, Timestamp(7)).unwrap();
+    let mut lines = Detector::new(&classes, config(60));
+    let mut out = Vec::new();
+    let n = lines
+        .write_classified(&b, &[1, 0, 1], &proba, Timestamp(7), &mut out)
+        .unwrap();
+    assert_eq!(n, 2);
+    let want: String = alerts
+        .iter()
+        .map(|a| serde_json::to_string(a).unwrap() + "\n")
+        .collect();
+    assert_eq!(String::from_utf8(out).unwrap(), want);
+    assert_eq!(lines.n_alerts(), 2);
+    assert_eq!(lines.finish(), records.finish());
+}
+
+mod written {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// `write_classified` writes, byte for byte, the JSON lines of the records
+        /// `process_classified` returns, and groups the same incidents.
+        #[test]
+        fn written_lines_equal_serialised_records(
+            labels in proptest::collection::btree_set("[A-Za-z\"\\\\é ]{1,6}", 1..4),
+            flows in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        (0u32..4_000_000_000).prop_map(|s| s.to_string()),
+                        (0u32..2_000_000_000, 0u32..1_000_000).prop_map(|(s, us)| format!("{s}.{us:06}")),
+                        Just("-".to_string()),
+                        "[a-z0-9.]{1,5}",
+                    ],
+                    prop_oneof![
+                        (any::<[u8; 4]>()).prop_map(|b| std::net::Ipv4Addr::from(b).to_string()),
+                        (any::<u128>()).prop_map(|b| std::net::Ipv6Addr::from(b).to_string()),
+                        "[a-z0-9:.\"-]{1,6}",
+                    ],
+                    any::<u16>(),
+                    any::<proptest::sample::Index>(),
+                    0.0f32..=1.0,
+                ),
+                1..40,
+            ),
+            min_probability in 0.0f32..0.6,
+            window_secs in 0u64..100,
+            now in any::<i64>(),
+        ) {
+            let labels: Vec<&str> = labels.iter().map(String::as_str).filter(|l| l.trim() != "benign").collect();
+            prop_assume!(!labels.is_empty());
+            let rows: Vec<String> = flows
+                .iter()
+                .map(|(ts, ip, port, _, _)| row(ts, ip, "192.0.2.1", *port, "-"))
+                .collect();
+            let (classes, b) = batch_with_classes(&labels, &rows);
+            let n_classes = classes.len();
+            let mut proba = vec![0.0f32; rows.len() * n_classes];
+            let mut chosen = Vec::new();
+            for (r, (_, _, _, class, p)) in flows.iter().enumerate() {
+                let class = class.index(n_classes);
+                proba[r * n_classes + class] = *p;
+                chosen.push(class as u32);
+            }
+            let config = DetectConfig { min_probability, window_secs, model_sha256: "ab\"c".into() };
+            let mut records = Detector::new(&classes, config.clone());
+            let alerts = records.process_classified(&b, &chosen, &proba, Timestamp(now)).unwrap();
+            let mut lines = Detector::new(&classes, config);
+            let mut out = Vec::new();
+            let n = lines.write_classified(&b, &chosen, &proba, Timestamp(now), &mut out).unwrap();
+            let want: String = alerts.iter().map(|a| serde_json::to_string(a).unwrap() + "\n").collect();
+            prop_assert_eq!(n, alerts.len());
+            prop_assert_eq!(String::from_utf8(out).unwrap(), want);
+            prop_assert_eq!(lines.finish(), records.finish());
+        }
+
+        #[test]
+        fn eve_text_written_equals_formatted(t in any::<i64>(), near in -10_000_000_000_000_000i64..300_000_000_000_000_000) {
+            for t in [Timestamp(t), Timestamp(near)] {
+                let mut out = b"x".to_vec();
+                t.write_eve(&mut out);
+                let text = t.eve();
+                prop_assert_eq!(&out[1..], text.as_bytes());
+            }
+        }
+    }
+}

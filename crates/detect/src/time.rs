@@ -242,6 +242,38 @@ impl Timestamp {
         (y, m, d, sod / 3600, sod / 60 % 60, sod % 60, micros)
     }
 
+    /// Appends [`Timestamp::eve`]'s text to `out`, without allocating for years 0 to 9999.
+    pub fn write_eve(self, out: &mut Vec<u8>) {
+        let (y, mo, d, h, mi, s, us) = self.civil();
+        if !(0..=9999).contains(&y) {
+            out.extend_from_slice(self.eve().as_bytes());
+            return;
+        }
+        /// Appends the last `N` decimal digits of `v`.
+        fn digits<const N: usize>(out: &mut Vec<u8>, mut v: u32) {
+            let mut buf = [b'0'; N];
+            for b in buf.iter_mut().rev() {
+                *b = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            out.extend_from_slice(&buf);
+        }
+        digits::<4>(out, y as u32);
+        out.push(b'-');
+        digits::<2>(out, mo);
+        out.push(b'-');
+        digits::<2>(out, d);
+        out.push(b'T');
+        digits::<2>(out, h);
+        out.push(b':');
+        digits::<2>(out, mi);
+        out.push(b':');
+        digits::<2>(out, s);
+        out.push(b'.');
+        digits::<6>(out, us);
+        out.extend_from_slice(b"+0000");
+    }
+
     /// Suricata EVE form: `2017-07-07T15:30:00.000000+0000`.
     pub fn eve(self) -> String {
         let (y, mo, d, h, mi, s, us) = self.civil();

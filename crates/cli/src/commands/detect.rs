@@ -267,6 +267,7 @@ pub fn run(a: DetectArgs, quiet: bool) -> Result<()> {
     // scoring task it preempts holds up the whole batch.
     let mut reader = reader;
     let mut result = Ok(());
+    let mut lines = Vec::new();
     let mut current = reader.next();
     while let Some(batch) = current {
         let (next, step) = rayon::join(
@@ -274,10 +275,9 @@ pub fn run(a: DetectArgs, quiet: bool) -> Result<()> {
             || -> Result<()> {
                 let batch = batch?;
                 let (classes, proba) = predictor.classify_for_detection(&batch.x)?;
-                for alert in detector.process_classified(&batch, &classes, &proba, now())? {
-                    serde_json::to_writer(&mut out, &alert)?;
-                    out.write_all(b"\n")?;
-                }
+                lines.clear();
+                detector.write_classified(&batch, &classes, &proba, now(), &mut lines)?;
+                out.write_all(&lines)?;
                 if a.follow {
                     out.flush()?;
                 }
