@@ -364,18 +364,15 @@ enum RowError {
     Unmapped(DataError),
 }
 
-/// Column buffer of one feature within a chunk.
-#[derive(Debug)]
-enum ColumnBuf {
-    Num(Vec<f32>),
-    Cat(Vec<u32>),
-}
-
 /// What one chunk (or one prediction batch) produced.
 #[derive(Debug)]
 pub(crate) struct ChunkOut {
     pub n_rows: usize,
-    columns: Vec<ColumnBuf>,
+    /// Every row's features, row-major (`n_rows * n_features`): the numbers, with 0 in the slots
+    /// of categorical features. One sequential stream to write; [`merge`] transposes it.
+    values: Vec<f32>,
+    /// Per feature, the categorical codes of every row (empty for numeric features).
+    codes: Vec<Vec<u32>>,
     /// Per feature, while learning.
     dicts: Vec<LocalDict>,
     /// Class index per row; while learning generic CSV classes, 0 for benign and
@@ -406,15 +403,8 @@ impl Decoder {
     pub(crate) fn new_chunk(&self) -> ChunkOut {
         ChunkOut {
             n_rows: 0,
-            columns: self
-                .layout
-                .features
-                .iter()
-                .map(|f| match f.kind {
-                    FeatureKind::Numeric => ColumnBuf::Num(Vec::new()),
-                    FeatureKind::Categorical { .. } => ColumnBuf::Cat(Vec::new()),
-                })
-                .collect(),
+            values: Vec::new(),
+            codes: vec![Vec::new(); self.layout.features.len()],
             dicts: match self.coding {
                 Coding::Learn => self
                     .layout
@@ -589,15 +579,11 @@ impl Decoder {
                     _ => 0,
                 },
             };
-            if let Some(ColumnBuf::Cat(codes)) = out.columns.get_mut(f) {
+            if let Some(codes) = out.codes.get_mut(f) {
                 codes.push(code);
             }
         }
-        for (f, value) in row.iter().enumerate() {
-            if let Some(ColumnBuf::Num(values)) = out.columns.get_mut(f) {
-                values.push(*value);
-            }
-        }
+        out.values.extend_from_slice(row);
         match label {
             Some(LabelOutcome::Class(c)) => out.labels.push(c),
             Some(LabelOutcome::Learned(name)) => {
@@ -631,6 +617,9 @@ impl Decoder {
     /// first fatal error.
     pub(crate) fn parse_chunk(&self, chunk: &[u8], first_line: usize) -> ChunkOut {
         let mut out = self.new_chunk();
+        // A record has at least a byte and a separator per feature, so this is room for every
+        // row without growing (and the unused part is never touched).
+        out.values.reserve(chunk.len() / 2);
         let mut scratch = Scratch {
             utf8_checked: std::str::from_utf8(chunk).is_ok(),
             ..Scratch::default()
@@ -762,34 +751,26 @@ pub(crate) fn merge(decoder: &Decoder, chunks: Vec<ChunkOut>) -> Result<Merged, 
         }
     }
 
+    // Each chunk fills its rows of every column, chunks in parallel.
     let mut values = vec![0.0f32; n_rows * n_features];
-    values
-        .par_chunks_mut(n_rows)
-        .enumerate()
-        .for_each(|(f, column)| {
-            let mut offset = 0;
-            for (chunk_idx, chunk) in chunks.iter().enumerate() {
-                let dst = column
-                    .get_mut(offset..offset + chunk.n_rows)
-                    .unwrap_or_default();
-                match chunk.columns.get(f) {
-                    Some(ColumnBuf::Num(v)) => dst.copy_from_slice(v),
-                    Some(ColumnBuf::Cat(codes)) => {
-                        let remap = remaps.get(chunk_idx).and_then(|r| r.get(f));
-                        for (d, &code) in dst.iter_mut().zip(codes) {
-                            let code = match remap {
-                                Some(map) if !map.is_empty() => {
-                                    map.get(code as usize).copied().unwrap_or(code)
-                                }
-                                _ => code,
-                            };
-                            *d = code as f32;
-                        }
-                    }
-                    None => {}
-                }
-                offset += chunk.n_rows;
-            }
+    let mut pieces: Vec<Vec<&mut [f32]>> = chunks
+        .iter()
+        .map(|_| Vec::with_capacity(n_features))
+        .collect();
+    for column in values.chunks_mut(n_rows.max(1)) {
+        let mut rest = column;
+        for (piece, chunk) in pieces.iter_mut().zip(&chunks) {
+            let (rows, tail) = rest.split_at_mut(chunk.n_rows.min(rest.len()));
+            piece.push(rows);
+            rest = tail;
+        }
+    }
+    pieces
+        .into_par_iter()
+        .zip(&chunks)
+        .zip(&remaps)
+        .for_each(|((mut columns, chunk), remap)| {
+            fill_columns(&mut columns, chunk, remap, &decoder.layout.features);
         });
     let x = FeatureMatrix::from_columns(n_rows, n_features, values);
 
@@ -826,6 +807,49 @@ pub(crate) fn merge(decoder: &Decoder, chunks: Vec<ChunkOut>) -> Result<Merged, 
         learned_classes,
         report,
     })
+}
+
+/// Writes `chunk`'s rows into `columns` (one slice per feature, `chunk.n_rows` long each): its
+/// row-major numbers transposed, and its categorical codes, through `remap` (per feature, local
+/// code to merged code; empty when the codes are already final).
+fn fill_columns(
+    columns: &mut [&mut [f32]],
+    chunk: &ChunkOut,
+    remap: &[Vec<u32>],
+    features: &[Feature],
+) {
+    /// Rows transposed at a time: their row-major values stay in L1 while every column takes
+    /// its part.
+    const TILE: usize = 64;
+    let n_features = columns.len();
+    for (f, column) in columns.iter_mut().enumerate() {
+        if let FeatureKind::Categorical { .. } = features
+            .get(f)
+            .map(|x| &x.kind)
+            .unwrap_or(&FeatureKind::Numeric)
+        {
+            let map = remap.get(f).filter(|m| !m.is_empty());
+            let codes = chunk.codes.get(f).map_or(&[][..], Vec::as_slice);
+            for (d, &code) in column.iter_mut().zip(codes) {
+                let code = map
+                    .and_then(|m| m.get(code as usize).copied())
+                    .unwrap_or(code);
+                *d = code as f32;
+            }
+        }
+    }
+    let numeric: Vec<usize> = (0..n_features)
+        .filter(|&f| matches!(features.get(f).map(|x| &x.kind), Some(FeatureKind::Numeric)))
+        .collect();
+    for (t, tile) in chunk.values.chunks(TILE * n_features.max(1)).enumerate() {
+        let start = t * TILE;
+        for &f in &numeric {
+            let dst = columns[f].get_mut(start..).unwrap_or_default();
+            for (d, row) in dst.iter_mut().zip(tile.chunks_exact(n_features)) {
+                *d = row[f];
+            }
+        }
+    }
 }
 
 /// The sorted union of local dictionaries, and per dictionary the local-to-sorted code map.
