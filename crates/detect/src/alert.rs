@@ -180,6 +180,19 @@ fn json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), serde
     serde_json::to_writer(out, value)
 }
 
+/// Appends `key` (`,"name":`) and `value` as JSON, if there is a value.
+fn optional<T: Serialize>(
+    out: &mut Vec<u8>,
+    key: &[u8],
+    value: Option<&T>,
+) -> Result<(), serde_json::Error> {
+    if let Some(value) = value {
+        out.extend_from_slice(key);
+        json(out, value)?;
+    }
+    Ok(())
+}
+
 /// The parts of an EVE line (the JSON of an [`EveAlert`]) that depend only on its class and the
 /// model, serialised once.
 #[derive(Debug, Clone)]
@@ -222,26 +235,12 @@ impl ClassLine {
         out.extend_from_slice(b"{\"timestamp\":\"");
         stamp.write(out, flow.timestamp);
         out.extend_from_slice(b"\",\"event_type\":\"alert\"");
-        if let Some(ip) = &flow.src_ip {
-            out.extend_from_slice(b",\"src_ip\":");
-            json(out, ip)?;
-        }
-        if let Some(port) = flow.src_port {
-            out.extend_from_slice(b",\"src_port\":");
-            json(out, &port)?;
-        }
-        if let Some(ip) = &flow.dest_ip {
-            out.extend_from_slice(b",\"dest_ip\":");
-            json(out, ip)?;
-        }
-        if let Some(port) = flow.dest_port {
-            out.extend_from_slice(b",\"dest_port\":");
-            json(out, &port)?;
-        }
-        if let Some(proto) = &flow.proto {
-            out.extend_from_slice(b",\"proto\":");
-            json(out, proto)?;
-        }
+        // The fields `EveAlert` skips when absent.
+        optional(out, b",\"src_ip\":", flow.src_ip.as_ref())?;
+        optional(out, b",\"src_port\":", flow.src_port.as_ref())?;
+        optional(out, b",\"dest_ip\":", flow.dest_ip.as_ref())?;
+        optional(out, b",\"dest_port\":", flow.dest_port.as_ref())?;
+        optional(out, b",\"proto\":", flow.proto.as_ref())?;
         out.extend_from_slice(&self.head);
         json(out, &probability)?;
         out.extend_from_slice(&self.tail);

@@ -10,24 +10,7 @@ fn row(ts: &str, src: &str, dst: &str, port: u16, label: &str) -> String {
 }
 
 fn batch(rows: &[String]) -> (Vec<String>, fedids_data::Batch) {
-    let train = format!(
-        "{ZEEK}{}{}",
-        row("1", "10.0.0.1", "10.0.0.2", 80, "benign"),
-        row("2", "10.0.0.3", "10.0.0.2", 22, "DoS")
-    );
-    let ds = parse_bytes(
-        "train.log",
-        train.as_bytes(),
-        &LoadOptions::new(Task::Multiclass),
-    )
-    .unwrap();
-    let live = format!("{ZEEK}{}", rows.concat());
-    let b = BatchReader::new("live.log", live.as_bytes(), &ds.schema, 1000)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    (ds.schema.classes, b)
+    batch_with_classes(&["DoS"], rows)
 }
 
 fn config(window_secs: u64) -> DetectConfig {
