@@ -822,25 +822,22 @@ fn fill_columns(
     /// its part.
     const TILE: usize = 64;
     let n_features = columns.len();
-    for (f, column) in columns.iter_mut().enumerate() {
-        if let FeatureKind::Categorical { .. } = features
-            .get(f)
-            .map(|x| &x.kind)
-            .unwrap_or(&FeatureKind::Numeric)
-        {
-            let map = remap.get(f).filter(|m| !m.is_empty());
-            let codes = chunk.codes.get(f).map_or(&[][..], Vec::as_slice);
-            for (d, &code) in column.iter_mut().zip(codes) {
-                let code = map
-                    .and_then(|m| m.get(code as usize).copied())
-                    .unwrap_or(code);
-                *d = code as f32;
+    let mut numeric = Vec::with_capacity(n_features);
+    for (f, (column, feature)) in columns.iter_mut().zip(features).enumerate() {
+        match feature.kind {
+            FeatureKind::Numeric => numeric.push(f),
+            FeatureKind::Categorical { .. } => {
+                let map = remap.get(f).filter(|m| !m.is_empty());
+                let codes = chunk.codes.get(f).map_or(&[][..], Vec::as_slice);
+                for (d, &code) in column.iter_mut().zip(codes) {
+                    let code = map
+                        .and_then(|m| m.get(code as usize).copied())
+                        .unwrap_or(code);
+                    *d = code as f32;
+                }
             }
         }
     }
-    let numeric: Vec<usize> = (0..n_features)
-        .filter(|&f| matches!(features.get(f).map(|x| &x.kind), Some(FeatureKind::Numeric)))
-        .collect();
     for (t, tile) in chunk.values.chunks(TILE * n_features.max(1)).enumerate() {
         let start = t * TILE;
         for &f in &numeric {
