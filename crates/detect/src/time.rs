@@ -259,16 +259,10 @@ impl Timestamp {
             out.extend_from_slice(&buf);
         }
         digits::<4>(out, y as u32);
-        out.push(b'-');
-        digits::<2>(out, mo);
-        out.push(b'-');
-        digits::<2>(out, d);
-        out.push(b'T');
-        digits::<2>(out, h);
-        out.push(b':');
-        digits::<2>(out, mi);
-        out.push(b':');
-        digits::<2>(out, s);
+        for (separator, value) in [(b'-', mo), (b'-', d), (b'T', h), (b':', mi), (b':', s)] {
+            out.push(separator);
+            digits::<2>(out, value);
+        }
         out.push(b'.');
         digits::<6>(out, us);
         out.extend_from_slice(b"+0000");
