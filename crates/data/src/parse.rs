@@ -613,6 +613,23 @@ impl Decoder {
         self.layout.comment.is_some() && line.first() == self.layout.comment.as_ref()
     }
 
+    /// Parses `bytes`, whose first line is file line `first_line`, in chunks of about `target`
+    /// bytes cut at line ends, on rayon's pool; the outputs are in file order.
+    pub(crate) fn parse_chunks(
+        &self,
+        bytes: &[u8],
+        target: usize,
+        first_line: usize,
+    ) -> Vec<ChunkOut> {
+        let bounds = chunk_bounds(bytes, target);
+        let first_lines = chunk_first_lines(bytes, &bounds, first_line);
+        bounds
+            .par_iter()
+            .zip(&first_lines)
+            .map(|(&(s, e), &first)| self.parse_chunk(bytes.get(s..e).unwrap_or_default(), first))
+            .collect()
+    }
+
     /// Parses every line of `chunk`, whose first line is file line `first_line`. Stops at the
     /// first fatal error.
     pub(crate) fn parse_chunk(&self, chunk: &[u8], first_line: usize) -> ChunkOut {
@@ -649,7 +666,7 @@ fn clamp(v: f32) -> f32 {
 
 /// `(start, end)` byte ranges of chunks of about `target` bytes, each ending after a newline
 /// (or at the end of `bytes`).
-pub(crate) fn chunk_bounds(bytes: &[u8], target: usize) -> Vec<(usize, usize)> {
+fn chunk_bounds(bytes: &[u8], target: usize) -> Vec<(usize, usize)> {
     let target = target.max(1);
     let mut bounds = Vec::with_capacity(bytes.len() / target + 1);
     let mut start = 0;
@@ -670,11 +687,7 @@ pub(crate) fn chunk_bounds(bytes: &[u8], target: usize) -> Vec<(usize, usize)> {
 
 /// The file line where each chunk of `bytes` (`bounds`, from [`chunk_bounds`]) starts, when
 /// `bytes` starts at line `first_line`.
-pub(crate) fn chunk_first_lines(
-    bytes: &[u8],
-    bounds: &[(usize, usize)],
-    first_line: usize,
-) -> Vec<usize> {
+fn chunk_first_lines(bytes: &[u8], bounds: &[(usize, usize)], first_line: usize) -> Vec<usize> {
     let line_counts: Vec<usize> = bounds
         .par_iter()
         .map(|&(s, e)| {
@@ -927,13 +940,7 @@ fn parse_with(
         keep_lines: false,
     };
     let body = bytes.get(body_start..).unwrap_or_default();
-    let bounds = chunk_bounds(body, chunk_bytes);
-    let first_lines = chunk_first_lines(body, &bounds, body_line);
-    let chunks: Vec<ChunkOut> = bounds
-        .par_iter()
-        .zip(&first_lines)
-        .map(|(&(s, e), &first)| decoder.parse_chunk(body.get(s..e).unwrap_or_default(), first))
-        .collect();
+    let chunks = decoder.parse_chunks(body, chunk_bytes, body_line);
     let merged = merge(&decoder, chunks)?;
     let schema = match schema {
         Some(schema) => schema.clone(),

@@ -3,11 +3,9 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 
-use rayon::prelude::*;
-
 use crate::error::DataError;
 use crate::formats::{self, is_blank};
-use crate::parse::{chunk_bounds, chunk_first_lines, merge, ChunkOut, Coding, Decoder};
+use crate::parse::{merge, ChunkOut, Coding, Decoder};
 use crate::{FeatureMatrix, FlowMetaTable, FormatSpec, Schema, UnmappedLabelPolicy};
 
 /// Up to `batch_rows` encoded records of a file being streamed.
@@ -232,13 +230,7 @@ impl<R: BufRead> Iterator for BatchReader<R> {
             vec![self.decoder.parse_chunk(&text, first_line)]
         } else {
             let target = text.len().div_ceil(4 * rayon::current_num_threads());
-            let bounds = chunk_bounds(&text, target);
-            let firsts = chunk_first_lines(&text, &bounds, first_line);
-            bounds
-                .par_iter()
-                .zip(&firsts)
-                .map(|(&(s, e), &first)| self.decoder.parse_chunk(&text[s..e], first))
-                .collect()
+            self.decoder.parse_chunks(&text, target, first_line)
         };
         self.text = text;
         let has_labels =
