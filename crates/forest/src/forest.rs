@@ -1,5 +1,7 @@
 //! Random Forests: parallel, seeded training; batch prediction; combining trees of several forests.
 
+use std::sync::{Arc, OnceLock};
+
 use fedids_data::{FeatureMatrix, Schema};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -195,6 +197,33 @@ pub struct Forest {
     pub(crate) schema: Schema,
     pub(crate) trees: Vec<Tree>,
     pub(crate) provenance: Provenance,
+    /// The trees compiled for [`Forest::predict`] and [`Forest::predict_proba`], on first use.
+    /// Not part of the model: never encoded, never compared.
+    #[serde(skip)]
+    pub(crate) compiled: Compiled,
+}
+
+/// A forest's [`Predictor`], built once. The trees of a forest never change after it is made,
+/// so the cache never goes stale.
+#[derive(Default, Clone)]
+pub(crate) struct Compiled(OnceLock<Arc<Predictor>>);
+
+impl PartialEq for Compiled {
+    /// A cache says nothing about the model: forests are equal when their trees are.
+    fn eq(&self, _: &Compiled) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.0.get().is_some() {
+            "built"
+        } else {
+            "not built"
+        };
+        write!(f, "Compiled({state})")
+    }
 }
 
 /// A tree's quality on a labelled dataset.
@@ -326,6 +355,7 @@ impl Forest {
                 n_rows: n_rows as u64,
                 class_counts,
             },
+            compiled: Compiled::default(),
         })
     }
 
@@ -357,7 +387,12 @@ impl Forest {
 
     /// Mean class probabilities over the trees, row-major (`n_rows * n_classes`).
     pub fn predict_proba(&self, x: &FeatureMatrix) -> Result<Vec<f32>, ForestError> {
-        self.predictor().predict_proba(x)
+        self.compiled().predict_proba(x)
+    }
+
+    /// The predictor [`Forest::predict`] and [`Forest::predict_proba`] use, built on first use.
+    fn compiled(&self) -> &Predictor {
+        self.compiled.0.get_or_init(|| Arc::new(self.predictor()))
     }
 
     /// The trees compiled for fast batch inference; build once when scoring many batches.
@@ -370,7 +405,7 @@ impl Forest {
     /// Exactly the argmax of [`Forest::predict_proba`], with less work: see
     /// [`Predictor::predict`].
     pub fn predict(&self, x: &FeatureMatrix) -> Result<Vec<u32>, ForestError> {
-        self.predictor().predict(x)
+        self.compiled().predict(x)
     }
 
     /// Each tree's own predictions, `[tree][row]`.
@@ -479,6 +514,7 @@ impl Forest {
             schema,
             trees,
             provenance: Provenance::Combined { sources },
+            compiled: Compiled::default(),
         })
     }
 
@@ -710,5 +746,33 @@ mod tests {
             let without = Forest::fit_with(&x, &y, schema.clone(), &params, &|| (), false).unwrap();
             assert_eq!(with, without, "{params:?}");
         }
+    }
+
+    /// The predictor a forest keeps after its first prediction is the forest's own: it gives
+    /// what a fresh one gives, and leaves the model's bytes, equality and clones alone.
+    #[test]
+    fn the_kept_predictor_changes_no_output_and_no_bytes() {
+        let (x, y, schema) = duplicated();
+        let params = ForestParams {
+            n_trees: 7,
+            ..ForestParams::default()
+        };
+        let forest = Forest::fit(&x, &y, schema, &params, &|| ()).unwrap();
+        let fresh = forest.clone();
+        let bytes = crate::model::encode(&forest);
+        let proba = forest.predictor().predict_proba(&x).unwrap();
+        let classes = forest.predictor().predict(&x).unwrap();
+        for _ in 0..2 {
+            assert_eq!(forest.predict_proba(&x).unwrap(), proba);
+            assert_eq!(forest.predict(&x).unwrap(), classes);
+        }
+        assert!(format!("{forest:?}").contains("Compiled(built)"));
+        assert_eq!(forest, fresh);
+        assert_eq!(crate::model::encode(&forest), bytes);
+        let copy = forest.clone();
+        assert_eq!(copy.predict(&x).unwrap(), classes);
+        let decoded = crate::model::decode(&bytes).unwrap();
+        assert!(format!("{decoded:?}").contains("Compiled(not built)"));
+        assert_eq!(decoded.predict(&x).unwrap(), classes);
     }
 }
