@@ -148,16 +148,18 @@ impl Nodes {
 /// `a > b` exactly when `order_key(a) > order_key(b)` (`-0.0` and `0.0` share a key). NaN maps
 /// to 0, below every other key, so `NaN > threshold` stays false and NaN goes left, as the
 /// stored tree and the AVX-512 kernel send it.
+///
+/// Without a branch: a block's values are turned into keys by the million.
+#[inline(always)]
 fn order_key(v: f32) -> u32 {
-    if v.is_nan() {
-        return 0;
-    }
     // `v + 0.0` turns `-0.0` into `0.0`.
     let bits = (v + 0.0).to_bits();
-    if bits >> 31 == 1 {
-        !bits
+    // Negative: all bits flipped; otherwise the sign bit set.
+    let key = bits ^ ((bits as i32 >> 31) as u32 | 1 << 31);
+    if v.is_nan() {
+        0
     } else {
-        bits | 1 << 31
+        key
     }
 }
 
@@ -461,29 +463,18 @@ impl Predictor {
     /// kernel's idle lanes: as [`order_key`]s for the portable kernel, as `f32` bits for the
     /// AVX-512 kernel.
     fn row_major(&self, x: &FeatureMatrix, start: usize, rows: usize) -> Vec<u32> {
-        /// Rows transposed at a time: their row-major copy stays in L1 while every column
-        /// writes to it.
-        const TILE: usize = 64;
         let nf = self.n_features;
         let mut buf = vec![0u32; (rows + 1) * nf];
-        for tile in (0..rows).step_by(TILE) {
-            let end = (tile + TILE).min(rows);
-            let out = &mut buf[tile * nf..end * nf];
-            for f in 0..nf {
-                let col = &x.column(f)[start + tile..start + end];
-                let cells = out[f..].iter_mut().step_by(nf);
-                match self.kernel {
-                    Kernel::Portable => {
-                        for (cell, &v) in cells.zip(col) {
-                            *cell = order_key(v);
-                        }
-                    }
-                    Kernel::Avx512 => {
-                        for (cell, &v) in cells.zip(col) {
-                            *cell = v.to_bits();
-                        }
-                    }
-                }
+        // Column by column: each column's part is one sequential read, which the hardware
+        // prefetcher follows, and the block's copy stays in L2 for the strided writes. (In tiles
+        // of 64 rows, 41 short reads in turn, this took 12.5% of KDD Cup 99's prediction time
+        // under `perf`, against 9.6%.)
+        for f in 0..nf {
+            let col = &x.column(f)[start..start + rows];
+            let cells = buf.chunks_exact_mut(nf).zip(col);
+            match self.kernel {
+                Kernel::Portable => cells.for_each(|(row, &v)| row[f] = order_key(v)),
+                Kernel::Avx512 => cells.for_each(|(row, &v)| row[f] = v.to_bits()),
             }
         }
         buf
