@@ -25,7 +25,7 @@
 //! A row equal to an earlier row of its block (every value the same, as the kernels compare
 //! them) does not walk: it takes that row's outputs, which are the same bit for bit. Floods
 //! repeat flows by the thousand: in KDD Cup 99's test split, 39,179 of 98,804 rows are the first
-//! of their kind in their block. Where nothing repeats (NSL-KDD), finding that out costs a hash
+//! of their kind in their block. Where rows hardly repeat (NSL-KDD), finding that out costs a hash
 //! and a probe per row, about 2% of the prediction time.
 //!
 //! [`Predictor::predict`] wants classes, not probabilities, so from the middle of the forest on
