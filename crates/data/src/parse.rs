@@ -641,7 +641,7 @@ impl Decoder {
             utf8_checked: std::str::from_utf8(chunk).is_ok(),
             ..Scratch::default()
         };
-        for (k, line) in chunk.split(|&b| b == b'\n').enumerate() {
+        for (k, line) in split_lines(chunk).enumerate() {
             if is_blank(line) || self.is_comment(line) {
                 continue;
             }
@@ -652,6 +652,27 @@ impl Decoder {
         }
         out
     }
+}
+
+/// The lines of `text`, split at `\n` as `text.split(|&b| b == b'\n')` splits it (the part
+/// after the last newline included, even when empty), with a vectorised newline search: a
+/// byte-at-a-time search took about a fifth of the time spent parsing NSL-KDD lines.
+fn split_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let from = start?;
+        let rest = &text[from..];
+        match memchr::memchr(b'\n', rest) {
+            Some(p) => {
+                start = Some(from + p + 1);
+                Some(&rest[..p])
+            }
+            None => {
+                start = None;
+                Some(rest)
+            }
+        }
+    })
 }
 
 fn clamp(v: f32) -> f32 {
@@ -674,7 +695,7 @@ fn chunk_bounds(bytes: &[u8], target: usize) -> Vec<(usize, usize)> {
         let probe = (start + target).min(bytes.len());
         let end = match bytes
             .get(probe..)
-            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+            .and_then(|rest| memchr::memchr(b'\n', rest))
         {
             Some(p) => probe + p + 1,
             None => bytes.len(),
@@ -693,10 +714,7 @@ fn chunk_first_lines(bytes: &[u8], bounds: &[(usize, usize)], first_line: usize)
         .map(|&(s, e)| {
             bytes
                 .get(s..e)
-                .unwrap_or_default()
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
+                .map_or(0, |chunk| memchr::memchr_iter(b'\n', chunk).count())
         })
         .collect();
     line_counts

@@ -1124,3 +1124,19 @@ fn nsl_kdd_attack_names_are_learned_sorted_after_normal() {
         "{e}"
     );
 }
+
+proptest! {
+    /// Lines found with the vectorised newline search are the lines `split` gives, empty ones,
+    /// a missing or present final newline, and `\r` included.
+    #[test]
+    fn split_lines_equals_split_at_newlines(
+        text in proptest::collection::vec(
+            prop_oneof![4 => Just(b'\n'), 1 => Just(b'\r'), 8 => any::<u8>()],
+            0..300,
+        ),
+    ) {
+        let fast: Vec<&[u8]> = split_lines(&text).collect();
+        let slow: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        prop_assert_eq!(fast, slow);
+    }
+}
