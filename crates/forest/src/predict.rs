@@ -22,11 +22,11 @@
 //! There is no AVX2 kernel: on the Zen 3 machine we measured, an 8-lane AVX2 gather costs about
 //! 12 cycles, and an AVX2 version of the refilling kernel ran no faster than the portable one.
 //!
-//! A row equal to an earlier row of its block (every value the same, as the kernels compare
-//! them) does not walk: it takes that row's outputs, which are the same bit for bit. Floods
-//! repeat flows by the thousand: in KDD Cup 99's test split, 39,179 of 98,804 rows are the first
-//! of their kind in their block. Where rows hardly repeat (NSL-KDD), finding that out costs a hash
-//! and a probe per row, about 2% of the prediction time.
+//! A row equal to an earlier row of its block (every value the same, as the kernels compare them)
+//! does not walk: it takes that row's outputs, which are the same bit for bit. Floods repeat flows
+//! by the thousand: in the KDD Cup 99 test split of `bench/vs_sklearn.sh`, 39,646 of 98,804 rows
+//! are the first of their kind in their block. Where rows hardly repeat (NSL-KDD), finding that out
+//! costs a hash and a probe per row, about 2% of the prediction time.
 //!
 //! [`Predictor::predict`] wants classes, not probabilities, so from the middle of the forest on
 //! it drops the rows whose class the remaining trees can no longer change (compacting the
