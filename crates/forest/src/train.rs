@@ -380,6 +380,16 @@ impl Builder<'_, '_> {
         let track_range = samples.len() <= SCAN_RANGE_ABOVE;
         macro_rules! fill {
             ($m:literal, $counts:literal) => {{
+                // The loop twice, so that neither copy tests `track_range` per row.
+                if track_range {
+                    fill_loop!($m, $counts, true)
+                } else {
+                    fill_loop!($m, $counts, false)
+                }
+            }};
+        }
+        macro_rules! fill_loop {
+            ($m:literal, $counts:literal, $track:literal) => {{
                 let cols: &[&[u8]; $m] = cols.try_into().expect("batch length");
                 let hist = &mut hist[..$m * stride];
                 // One pass over the rows instead of a check per row and feature.
@@ -399,7 +409,7 @@ impl Builder<'_, '_> {
                     for k in 0..$m {
                         // SAFETY: `row < n <= cols[k].len()` (asserted above).
                         let b = unsafe { *cols[k].get_unchecked(row) };
-                        if track_range {
+                        if $track {
                             lo[k] = lo[k].min(b);
                             hi[k] = hi[k].max(b);
                         }
