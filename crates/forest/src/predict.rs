@@ -44,10 +44,10 @@ use crate::tree::{argmax, Tree};
 const LANES: usize = 8;
 
 /// Steps each lane of the portable kernel takes between two looks at which rows ended. More
-/// steps mean fewer looks (each costs about as many instructions as two steps of all lanes) but more idle
-/// steps on leaves. Under `perf`, with both kinds of forest (NSL-KDD, KDD Cup 99) and one
-/// process running each count in turn, 6 to 8 took 9-11% fewer samples than 4, and 3 about 10%
-/// more.
+/// steps mean fewer looks (each costs about as many instructions as two steps of all lanes) but
+/// more idle steps on leaves. Under `perf`, with both kinds of forest (NSL-KDD, KDD Cup 99) and
+/// one process running each count in turn, 6 to 8 took 9-11% fewer samples than 4, and 3 about
+/// 10% more.
 const STEPS: usize = 6;
 
 /// [`Predictor::predict`] looks for decided rows after every this many trees.
