@@ -378,6 +378,13 @@ impl Builder<'_, '_> {
         // Large nodes find each feature's occupied bin range afterwards, by scanning the 256
         // bins once, instead of tracking it for every row.
         let track_range = samples.len() <= SCAN_RANGE_ABOVE;
+        // One pass over the rows instead of a check per row and feature: every row is below
+        // `n`, the shortest column's length, so the loop below reads the columns unchecked.
+        let n = cols.iter().map(|col| col.len()).min().unwrap_or(0);
+        assert!(
+            samples.iter().all(|s| (s.row as usize) < n),
+            "rows of the columns"
+        );
         macro_rules! fill {
             ($m:literal, $counts:literal) => {{
                 // The loop twice, so that neither copy tests `track_range` per row.
@@ -392,12 +399,6 @@ impl Builder<'_, '_> {
             ($m:literal, $counts:literal, $track:literal) => {{
                 let cols: &[&[u8]; $m] = cols.try_into().expect("batch length");
                 let hist = &mut hist[..$m * stride];
-                // One pass over the rows instead of a check per row and feature.
-                let n = cols.iter().map(|col| col.len()).min().unwrap_or(0);
-                assert!(
-                    samples.iter().all(|s| (s.row as usize) < n),
-                    "rows of the columns"
-                );
                 for s in samples {
                     // Read once per row, not once per feature (the compiler cannot tell that
                     // the histogram stores leave the samples alone).
@@ -407,7 +408,7 @@ impl Builder<'_, '_> {
                     // changes one, puts the bound below in plain sight.
                     let class = (s.class as usize).min(c);
                     for k in 0..$m {
-                        // SAFETY: `row < n <= cols[k].len()` (asserted above).
+                        // SAFETY: `row < n <= cols[k].len()` (asserted before the macros).
                         let b = unsafe { *cols[k].get_unchecked(row) };
                         if $track {
                             lo[k] = lo[k].min(b);
