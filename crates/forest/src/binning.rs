@@ -19,7 +19,15 @@ pub(crate) fn midpoint(lo: f32, hi: f32) -> f32 {
 }
 
 /// Cut points of one feature: midpoints between consecutive distinct values, merged into at most
-/// `max_bins` quantile bins when the feature has more distinct values than that.
+/// `max_bins` bins when the feature has more distinct values than that.
+///
+/// Bins are filled by a weight that counts rows and distinct values equally: a value seen in `c`
+/// of the `n` rows, among `d` distinct values, weighs `c / n + 1 / d`. Pure row quantiles would
+/// give a sparse range of values (a long tail of byte counts, where rare attacks sit) a handful of
+/// wide bins, and splits inside them could not be found. Half the weight follows the rows, so
+/// dense ranges still get fine bins. On KDD Cup 99 over 15 forest seeds this took the binary
+/// errors from 247 to 237 and the 5-class errors from 235 to 229 (exact search: 78 and 76 over
+/// the first 5 seeds, against 83 and 81 before); ARCHITECTURE.md has the figures.
 pub(crate) fn feature_cuts(column: &[f32], max_bins: usize) -> Vec<f32> {
     let mut sorted: Vec<f32> = column.to_vec();
     sorted.sort_unstable_by(f32::total_cmp);
@@ -40,19 +48,23 @@ pub(crate) fn feature_cuts(column: &[f32], max_bins: usize) -> Vec<f32> {
             .map(|w| midpoint(w[0].0, w[1].0))
             .collect();
     }
-    // Greedy quantile fill: close a bin once it holds its share of the rows; a value is never
-    // split across bins, so a heavy value (say, 0 in most rows) gets a bin of its own.
-    let n = sorted.len();
+    // Greedy fill: close a bin once it holds its share of the weight still to place; a value is
+    // never split across bins, so a heavy value (say, 0 in most rows) gets a bin of its own.
+    // Weights are scaled by `n * d` to stay integers: `c * d + n` per value, `2 * n * d` in all.
+    let n = sorted.len() as u128;
+    let d = distinct.len() as u128;
+    let total = 2 * n * d;
     let mut cuts = Vec::with_capacity(max_bins - 1);
-    let mut in_bin = 0usize;
-    let mut seen = 0usize;
+    let mut in_bin = 0u128;
+    let mut seen = 0u128;
     for i in 0..distinct.len() - 1 {
         let (v, c) = distinct[i];
-        in_bin += c;
-        seen += c;
-        let bins_left = max_bins - cuts.len();
-        let share = (n - (seen - in_bin)) / bins_left.max(1);
-        if in_bin >= share.max(1) && cuts.len() + 1 < max_bins {
+        let w = c as u128 * d + n;
+        in_bin += w;
+        seen += w;
+        let bins_left = (max_bins - cuts.len()) as u128;
+        let share = (total - (seen - in_bin)) / bins_left;
+        if in_bin >= share && cuts.len() + 1 < max_bins {
             cuts.push(midpoint(v, distinct[i + 1].0));
             in_bin = 0;
         }
@@ -134,6 +146,22 @@ mod tests {
         col.extend((1..=100).map(|i| i as f32));
         let cuts = feature_cuts(&col, 8);
         assert_eq!(cuts[0], 0.5);
+    }
+
+    #[test]
+    fn sparse_tail_keeps_bins_of_its_own() {
+        // 9,000 rows on 50 dense values, then a tail of 1,000 values seen once each: by rows the
+        // tail is a tenth of the data, by distinct values it is nearly all of it.
+        let mut col: Vec<f32> = (0..9_000).map(|i| (i % 50) as f32).collect();
+        col.extend((0..1_000).map(|i| 100.0 + i as f32));
+        let cuts = feature_cuts(&col, 16);
+        assert!(cuts.len() <= 15);
+        assert!(cuts.windows(2).all(|w| w[0] < w[1]));
+        let in_tail = cuts.iter().filter(|&&c| c > 100.0).count();
+        // Row quantiles alone would give the tail one or two bins.
+        assert!(in_tail >= 6, "{cuts:?}");
+        // The dense values still get bins of their own range.
+        assert!(cuts.len() - in_tail >= 5, "{cuts:?}");
     }
 
     #[test]
