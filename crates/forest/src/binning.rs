@@ -121,6 +121,7 @@ impl BinnedMatrix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn few_distinct_values_get_exact_cuts() {
@@ -162,6 +163,42 @@ mod tests {
         assert!(in_tail >= 6, "{cuts:?}");
         // The dense values still get bins of their own range.
         assert!(cuts.len() - in_tail >= 5, "{cuts:?}");
+    }
+
+    proptest! {
+        /// Whatever the column: at most `max_bins - 1` cuts, strictly increasing, each between
+        /// two adjacent distinct values (so no bin is empty), one per gap when the distinct values
+        /// fit, and at least one whenever the column varies.
+        #[test]
+        fn cuts_separate_distinct_values(
+            // Few distinct values repeated (heavy values), or many (sparse tails).
+            col in proptest::collection::vec(
+                prop_oneof![
+                    (0i32..8).prop_map(|v| v as f32),
+                    (-1_000_000i32..1_000_000).prop_map(|v| v as f32 * 0.25),
+                ],
+                0..600,
+            ),
+            max_bins in 2usize..=64,
+        ) {
+            let cuts = feature_cuts(&col, max_bins);
+            let mut distinct: Vec<f32> = col.clone();
+            distinct.sort_unstable_by(f32::total_cmp);
+            distinct.dedup();
+            prop_assert!(cuts.len() < max_bins);
+            prop_assert!(cuts.windows(2).all(|w| w[0] < w[1]), "{:?}", cuts);
+            for &c in &cuts {
+                let k = distinct.partition_point(|&v| v <= c);
+                prop_assert!(k > 0 && k < distinct.len(), "cut {} outside the values", c);
+                prop_assert!(distinct[k - 1] <= c && c < distinct[k]);
+            }
+            if distinct.len() <= max_bins {
+                prop_assert_eq!(cuts.len(), distinct.len().saturating_sub(1));
+            }
+            if distinct.len() >= 2 {
+                prop_assert!(!cuts.is_empty());
+            }
+        }
     }
 
     #[test]
