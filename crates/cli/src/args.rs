@@ -257,7 +257,7 @@ pub struct InputArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SplitName {
-    /// Quantile-binned histograms (fast).
+    /// Histograms over at most 256 bins per feature, filled by rows and distinct values (fast).
     Hist,
     /// Sorted exact thresholds at every node (slow; for comparison).
     Exact,
@@ -296,7 +296,7 @@ pub struct ForestArgs {
     /// Class weights: none, or balanced (inverse class frequency).
     #[arg(long, value_enum, default_value = "none")]
     pub class_weight: ClassWeightName,
-    /// Split search: hist (quantile bins) or exact.
+    /// Split search: hist (binned) or exact.
     #[arg(long, value_enum, default_value = "hist")]
     pub split: SplitName,
     /// Bins per feature for the histogram search (2 to 256).

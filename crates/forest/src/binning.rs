@@ -1,4 +1,4 @@
-//! Quantile binning for the histogram split search.
+//! Binning for the histogram split search.
 //!
 //! Each feature gets at most `max_bins` bins separated by cut points in raw feature units. A value
 //! `x` falls in bin `#{cuts c : c < x}`, so `bin(x) <= k` exactly when `x <= cuts[k]`: a split

@@ -93,7 +93,8 @@ impl std::str::FromStr for Sampling {
 /// Split search strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SplitSearch {
-    /// Quantile bins (at most `max_bins`, <= 256) per feature, computed once per fit.
+    /// Bins (at most `max_bins`, <= 256) per feature, computed once per fit; each bin holds a
+    /// share of the rows and of the distinct values (see `binning`).
     Histogram { max_bins: u16 },
     /// Every distinct value of the node, sorted at each node (slow; for comparison).
     Exact,
