@@ -173,6 +173,9 @@ struct CompiledTree {
     /// The class probabilities of each node's leaf, `n_classes` per node (zeros for internal
     /// nodes), so the node where a row ends gives its values without a lookup.
     node_values: Vec<f32>,
+    /// Per node: the class `k` when the node is a leaf whose values are `1.0` for `k` and `0.0`
+    /// for every other class, else [`MIXED`].
+    pure: Vec<u8>,
     /// For the AVX-512 kernel: `feature | left << 8` per node (see [`packable`]).
     packed: Vec<i32>,
     /// For the AVX-512 kernel: the thresholds, in node order.
@@ -252,6 +255,12 @@ impl Predictor {
                         );
                     }
                 }
+                let pure = (0..t.nodes.len())
+                    .map(|i| {
+                        pure_class(&node_values[i * n_classes..(i + 1) * n_classes])
+                            .unwrap_or(MIXED)
+                    })
+                    .collect();
                 let (packed, thresholds) = if kernel == Kernel::Avx512 {
                     walked
                         .map(|(feature, threshold, left)| ((feature | left << 8) as i32, threshold))
@@ -263,6 +272,7 @@ impl Predictor {
                     top: t.leaf_values.iter().fold(0.0f32, |m, &v| m.max(v)),
                     nodes,
                     node_values,
+                    pure,
                     packed,
                     thresholds,
                 }
@@ -500,15 +510,21 @@ impl Predictor {
     /// Adds to each row's class sums (`acc`, row-major) the leaf of tree `t` it ended on.
     fn add_leaves(&self, t: usize, ends: &[u32], acc: &mut [f32]) {
         let values = &self.trees[t].node_values;
+        let pure = &self.trees[t].pure;
         // A loop per common class count, so the compiler unrolls each row's additions.
         match self.n_classes {
-            2 => add_values::<2>(values, ends, acc),
-            5 => add_values::<5>(values, ends, acc),
+            2 => add_values::<2>(values, pure, ends, acc),
+            5 => add_values::<5>(values, pure, ends, acc),
             c => {
                 for (acc, &end) in acc.chunks_exact_mut(c).zip(ends) {
                     let end = end as usize;
-                    for (a, v) in acc.iter_mut().zip(&values[end * c..(end + 1) * c]) {
-                        *a += v;
+                    match pure[end] as usize {
+                        k if k < c => acc[k] += 1.0,
+                        _ => {
+                            for (a, v) in acc.iter_mut().zip(&values[end * c..(end + 1) * c]) {
+                                *a += v;
+                            }
+                        }
                     }
                 }
             }
@@ -516,15 +532,36 @@ impl Predictor {
     }
 }
 
+/// Marks a node in [`CompiledTree::pure`] that is not a pure leaf.
+const MIXED: u8 = u8::MAX;
+
+/// `k` when `values` are `1.0` for class `k < MIXED` and `0.0` for every other class.
+fn pure_class(values: &[f32]) -> Option<u8> {
+    let k = values.iter().position(|&v| v != 0.0)?;
+    let only = values[k] == 1.0 && values[k + 1..].iter().all(|&v| v == 0.0);
+    u8::try_from(k).ok().filter(|&k| only && k < MIXED)
+}
+
 /// Adds to each row's `C` class sums the values of the node it ended on (`C` per node).
-fn add_values<const C: usize>(values: &[f32], ends: &[u32], acc: &mut [f32]) {
+///
+/// Almost every leaf of a forest grown to full depth is pure: in NSL-KDD's 5-class forest, 99.97%
+/// of the (row, tree) walks end on one. Such a leaf adds `1.0` to one class and `0.0` to the
+/// others, and adding `0.0` leaves a sum (never below `+0.0`) as it was, bit for bit; so a pure
+/// leaf's row takes one addition and a byte from [`CompiledTree::pure`] instead of `C` values
+/// from a table that, forest-wide, does not stay in L2.
+fn add_values<const C: usize>(values: &[f32], pure: &[u8], ends: &[u32], acc: &mut [f32]) {
     for (acc, &end) in acc.chunks_exact_mut(C).zip(ends) {
         let end = end as usize;
-        let v: &[f32; C] = values[end * C..(end + 1) * C]
-            .try_into()
-            .expect("C values per node");
-        for k in 0..C {
-            acc[k] += v[k];
+        let k = pure[end] as usize;
+        if k < C {
+            acc[k] += 1.0;
+        } else {
+            let v: &[f32; C] = values[end * C..(end + 1) * C]
+                .try_into()
+                .expect("C values per node");
+            for k in 0..C {
+                acc[k] += v[k];
+            }
         }
     }
 }
@@ -901,6 +938,50 @@ mod tests {
         t
     }
 
+    /// Makes every `every`-th leaf of `t` pure (`1.0` for one class, `0.0` or `-0.0` for the
+    /// others), and the leaf after each a near miss (`1.0` for one class and `0.5` for another).
+    fn purify(t: &mut Tree, every: usize) {
+        let c = t.n_classes();
+        if every == 0 {
+            return;
+        }
+        for (l, values) in t.leaf_values.chunks_exact_mut(c).enumerate() {
+            let k = l * 3 % c;
+            match l % every {
+                0 => {
+                    let zero = if l % 2 == 0 { 0.0 } else { -0.0 };
+                    values.fill(zero);
+                    values[k] = 1.0;
+                }
+                1 if c > 1 => {
+                    values.fill(0.0);
+                    values[k] = 1.0;
+                    values[(k + 1) % c] = 0.5;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn pure_leaves_add_one_class() {
+        let mut t = tree(
+            1,
+            3,
+            &[(true, 0, 0, 0.5), (false, 0, 0, 0.0), (false, 0, 0, 0.0)],
+        );
+        purify(&mut t, 2);
+        let p = Predictor::new(std::slice::from_ref(&t), 1, 3);
+        // Leaf 0 is pure (class 0), leaf 1 a near miss (1.0 for class 0, 0.5 for class 1).
+        assert_eq!(p.trees[0].pure, [MIXED, 0, MIXED]);
+        let x = FeatureMatrix::from_rows(2, 1, &[0.0, 1.0]);
+        assert_eq!(p.predict_proba(&x).unwrap(), [1.0, 0.0, 0.0, 1.0, 0.5, 0.0]);
+        assert_eq!(pure_class(&[0.0, -0.0, 1.0]), Some(2));
+        assert_eq!(pure_class(&[0.0, 0.0]), None);
+        assert_eq!(pure_class(&[1.0, 1.0]), None);
+        assert_eq!(pure_class(&[0.999, 0.0]), None);
+    }
+
     fn naive(trees: &[Tree], x: &FeatureMatrix, n_classes: usize) -> Vec<f32> {
         let scale = 1.0 / trees.len() as f32;
         let mut row = vec![0.0; x.n_features()];
@@ -1168,6 +1249,8 @@ mod tests {
                 ),
                 1..24,
             ),
+            // Every `pure`-th leaf pure (none for 0), as almost all are in a forest grown deep.
+            pure in 0usize..4,
             n_rows in 0usize..1100,
             // Row `r` repeats row `r % period`: from every row repeated to none.
             period in prop_oneof![1 => 1usize..8, 1 => Just(usize::MAX)],
@@ -1183,7 +1266,14 @@ mod tests {
                 1..64,
             ),
         ) {
-            let trees: Vec<Tree> = shapes.iter().map(|p| tree(n_features, n_classes, p)).collect();
+            let trees: Vec<Tree> = shapes
+                .iter()
+                .map(|p| {
+                    let mut t = tree(n_features, n_classes, p);
+                    purify(&mut t, pure);
+                    t
+                })
+                .collect();
             let values: Vec<f32> = (0..n_rows * n_features)
                 .map(|k| (k / n_features % period) * n_features + k % n_features)
                 .map(|k| cells[k % cells.len()] + (k / cells.len()) as f32 * 0.25)
