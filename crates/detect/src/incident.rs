@@ -1,5 +1,6 @@
 //! Grouping alerts into incidents: one flood is one incident, not a million alerts.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
@@ -115,16 +116,9 @@ impl IncidentGrouper {
             self.sweep();
         }
         let window = self.window_secs;
-        let fits = self.open.get(&key).is_some_and(|o| {
-            t <= o.incident.last_seen.plus_secs(window)
-                && o.incident.first_seen <= t.plus_secs(window)
-        });
-        if !fits {
-            if let Some(old) = self.open.remove(&key) {
-                self.closed.push(finish(old));
-            }
-            let threat = ThreatKind::of_class(class);
-            let incident = Incident {
+        let threat = ThreatKind::of_class(class);
+        let start = || Open {
+            incident: Incident {
                 id: incident_id(flow.src_ip, flow.dest_ip, class, t),
                 class: class.to_string(),
                 threat,
@@ -139,18 +133,22 @@ impl IncidentGrouper {
                 n_alerts: 0,
                 max_probability: 0.0,
                 model_sha256: self.model_sha256.clone(),
-            };
-            self.open.insert(
-                key,
-                Open {
-                    incident,
-                    ports: BTreeSet::new(),
-                    protos: BTreeSet::new(),
-                },
-            );
-        }
-        let Some(open) = self.open.get_mut(&key) else {
-            unreachable!("the incident for this key was just found or inserted");
+            },
+            ports: BTreeSet::new(),
+            protos: BTreeSet::new(),
+        };
+        // One hash per alert: the key's incident, if it still fits, or a new one in its place.
+        let open = match self.open.entry(key) {
+            Entry::Occupied(entry) => {
+                let open = entry.into_mut();
+                let fits = t <= open.incident.last_seen.plus_secs(window)
+                    && open.incident.first_seen <= t.plus_secs(window);
+                if !fits {
+                    self.closed.push(finish(std::mem::replace(open, start())));
+                }
+                open
+            }
+            Entry::Vacant(entry) => entry.insert(start()),
         };
         let inc = &mut open.incident;
         inc.first_seen = inc.first_seen.min(t);

@@ -150,6 +150,9 @@ fn one_flood_is_one_incident() {
     assert_eq!(alerts[0].fedids.incident_id, flood.id);
     assert_eq!(incidents[1].src_ip.unwrap().to_string(), "198.51.100.1");
     assert_eq!(incidents[2].first_seen, Timestamp::from_secs(2000));
+    // The late alert opened the incident that took its key's place, and carries its id.
+    assert_eq!(alerts[500].fedids.incident_id, incidents[2].id);
+    assert_ne!(incidents[2].id, flood.id);
 
     // Incidents round-trip through JSON lines.
     let text: String = incidents
