@@ -116,26 +116,28 @@ impl IncidentGrouper {
             self.sweep();
         }
         let window = self.window_secs;
-        let threat = ThreatKind::of_class(class);
-        let start = || Open {
-            incident: Incident {
-                id: incident_id(flow.src_ip, flow.dest_ip, class, t),
-                class: class.to_string(),
-                threat,
-                severity: threat.severity(),
-                src_ip: flow.src_ip,
-                dest_ip: flow.dest_ip,
-                dest_ports: Vec::new(),
-                n_dest_ports: 0,
-                protos: Vec::new(),
-                first_seen: t,
-                last_seen: t,
-                n_alerts: 0,
-                max_probability: 0.0,
-                model_sha256: self.model_sha256.clone(),
-            },
-            ports: BTreeSet::new(),
-            protos: BTreeSet::new(),
+        let start = || {
+            let threat = ThreatKind::of_class(class);
+            Open {
+                incident: Incident {
+                    id: incident_id(flow.src_ip, flow.dest_ip, class, t),
+                    class: class.to_string(),
+                    threat,
+                    severity: threat.severity(),
+                    src_ip: flow.src_ip,
+                    dest_ip: flow.dest_ip,
+                    dest_ports: Vec::new(),
+                    n_dest_ports: 0,
+                    protos: Vec::new(),
+                    first_seen: t,
+                    last_seen: t,
+                    n_alerts: 0,
+                    max_probability: 0.0,
+                    model_sha256: self.model_sha256.clone(),
+                },
+                ports: BTreeSet::new(),
+                protos: BTreeSet::new(),
+            }
         };
         // One hash per alert: the key's incident, if it still fits, or a new one in its place.
         let open = match self.open.entry(key) {
