@@ -25,7 +25,7 @@ pub(crate) fn midpoint(lo: f32, hi: f32) -> f32 {
 /// of the `n` rows, among `d` distinct values, weighs `c / n + 1 / d`. Pure row quantiles would
 /// give a sparse range of values (a long tail of byte counts, where rare attacks sit) a handful of
 /// wide bins, and splits inside them could not be found. Half the weight follows the rows, so
-/// dense ranges still get fine bins. ARCHITECTURE.md has what this changed on KDD Cup 99.
+/// dense ranges still get fine bins. docs/performance.md has what this changed on KDD Cup 99.
 pub(crate) fn feature_cuts(column: &[f32], max_bins: usize) -> Vec<f32> {
     let mut sorted: Vec<f32> = column.to_vec();
     sorted.sort_unstable_by(f32::total_cmp);
