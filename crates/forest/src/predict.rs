@@ -518,13 +518,14 @@ impl Predictor {
             c => {
                 for (acc, &end) in acc.chunks_exact_mut(c).zip(ends) {
                     let end = end as usize;
-                    match pure[end] as usize {
-                        k if k < c => acc[k] += 1.0,
-                        _ => {
+                    // With more classes than a byte names, `MIXED` is a class index too: test it.
+                    match pure[end] {
+                        MIXED => {
                             for (a, v) in acc.iter_mut().zip(&values[end * c..(end + 1) * c]) {
                                 *a += v;
                             }
                         }
+                        k => acc[k as usize] += 1.0,
                     }
                 }
             }
@@ -553,6 +554,7 @@ fn add_values<const C: usize>(values: &[f32], pure: &[u8], ends: &[u32], acc: &m
     for (acc, &end) in acc.chunks_exact_mut(C).zip(ends) {
         let end = end as usize;
         let k = pure[end] as usize;
+        // `C < MIXED` (2 or 5 classes), so a mixed leaf fails this test.
         if k < C {
             acc[k] += 1.0;
         } else {
@@ -980,6 +982,22 @@ mod tests {
         assert_eq!(pure_class(&[0.0, 0.0]), None);
         assert_eq!(pure_class(&[1.0, 1.0]), None);
         assert_eq!(pure_class(&[0.999, 0.0]), None);
+    }
+
+    #[test]
+    fn mixed_leaves_of_forests_with_more_classes_than_a_byte() {
+        // 300 classes: a mixed leaf's mark, 255, is also a class index.
+        let mut t = tree(
+            1,
+            300,
+            &[(true, 0, 0, 0.5), (false, 0, 0, 0.0), (false, 0, 0, 0.0)],
+        );
+        purify(&mut t, 2);
+        let p = Predictor::new(std::slice::from_ref(&t), 1, 300);
+        assert_eq!(p.trees[0].pure, [MIXED, 0, MIXED]);
+        let x = FeatureMatrix::from_rows(2, 1, &[0.0, 1.0]);
+        let want = bits(&naive(std::slice::from_ref(&t), &x, 300));
+        assert_eq!(bits(&p.predict_proba(&x).unwrap()), want);
     }
 
     fn naive(trees: &[Tree], x: &FeatureMatrix, n_classes: usize) -> Vec<f32> {
