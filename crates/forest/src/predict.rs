@@ -518,15 +518,7 @@ impl Predictor {
             c => {
                 for (acc, &end) in acc.chunks_exact_mut(c).zip(ends) {
                     let end = end as usize;
-                    // With more classes than a byte names, `MIXED` is a class index too: test it.
-                    match pure[end] {
-                        MIXED => {
-                            for (a, v) in acc.iter_mut().zip(&values[end * c..(end + 1) * c]) {
-                                *a += v;
-                            }
-                        }
-                        k => acc[k as usize] += 1.0,
-                    }
+                    add_leaf(acc, pure[end], &values[end * c..(end + 1) * c]);
                 }
             }
         }
@@ -553,18 +545,21 @@ fn pure_class(values: &[f32]) -> Option<u8> {
 fn add_values<const C: usize>(values: &[f32], pure: &[u8], ends: &[u32], acc: &mut [f32]) {
     for (acc, &end) in acc.chunks_exact_mut(C).zip(ends) {
         let end = end as usize;
-        let k = pure[end] as usize;
-        // `C < MIXED` (2 or 5 classes), so a mixed leaf fails this test.
-        if k < C {
-            acc[k] += 1.0;
-        } else {
-            let v: &[f32; C] = values[end * C..(end + 1) * C]
-                .try_into()
-                .expect("C values per node");
-            for k in 0..C {
-                acc[k] += v[k];
-            }
+        add_leaf(acc, pure[end], &values[end * C..(end + 1) * C]);
+    }
+}
+
+/// Adds a leaf to one row's class sums: `1.0` to the class a pure leaf's mark names, or, for a
+/// mixed leaf ([`MIXED`]), its `values`. The mark itself is tested, not a range: with more classes
+/// than a byte names, `MIXED` is also a class index.
+#[inline(always)]
+fn add_leaf(acc: &mut [f32], mark: u8, values: &[f32]) {
+    if mark == MIXED {
+        for (a, v) in acc.iter_mut().zip(values) {
+            *a += v;
         }
+    } else {
+        acc[mark as usize] += 1.0;
     }
 }
 
