@@ -198,10 +198,7 @@ fn best(mut run: impl FnMut()) -> Run {
             let cpu = cpu.zip(cpu_seconds()).map(|(before, after)| after - before);
             Run { wall, cpu }
         })
-        .fold(None, |fastest: Option<Run>, r| match fastest {
-            Some(f) if f.wall <= r.wall => Some(f),
-            _ => Some(r),
-        })
+        .min_by(|a, b| a.wall.total_cmp(&b.wall))
         .expect("N_RUNS > 0")
 }
 
