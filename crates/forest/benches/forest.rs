@@ -2,8 +2,8 @@
 //!
 //! Prints, in one process: histogram fit time against exact fit time (the reference), and batched
 //! prediction throughput against a naive row-at-a-time loop over trees (the reference), the
-//! kernel this CPU runs against the portable kernel (the reference), and classes found with early
-//! exits against all probabilities (the reference).
+//! kernel and block copy this CPU runs against the portable ones (the reference), and classes
+//! found with early exits against all probabilities (the reference).
 //! Run: `cargo bench -p fedids-forest --bench forest`
 
 use std::time::Instant;
@@ -89,8 +89,9 @@ fn main() {
     let batched = rate(&fast);
     let portable = rate(&hist.predictor().portable());
     println!(
-        "predict {n_trees} trees: {:?} kernel {batched:.0} rows/s, portable kernel {portable:.0} rows/s, ratio {:.2}x",
+        "predict {n_trees} trees: {:?} kernel, {} block copy {batched:.0} rows/s, portable kernel and copy {portable:.0} rows/s, ratio {:.2}x",
         fast.kernel(),
+        if fast.tiled() { "AVX2 tiled" } else { "portable" },
         batched / portable
     );
     let t = Instant::now();

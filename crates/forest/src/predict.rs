@@ -295,6 +295,12 @@ impl Predictor {
         self.kernel
     }
 
+    /// Whether this predictor copies each block row-major in AVX2 tiles (the CPU has AVX2),
+    /// rather than with the portable loops.
+    pub fn tiled(&self) -> bool {
+        self.tiled
+    }
+
     /// This predictor with the portable kernel and no other CPU-specific code, whatever the CPU
     /// (for comparisons and tests).
     pub fn portable(mut self) -> Self {
