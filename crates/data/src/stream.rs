@@ -166,6 +166,11 @@ impl<R: BufRead> BatchReader<R> {
     }
 }
 
+/// Whether `line` (without its `\n`) is a record: not blank, not a comment.
+fn is_record(decoder: &Decoder, line: &[u8]) -> bool {
+    !is_blank(line) && !decoder.is_comment(line)
+}
+
 /// Batches with at least this many records are parsed in parallel chunks; smaller ones (a
 /// tailed file's trickle) in one piece.
 const PARALLEL_RECORDS: usize = 2048;
@@ -189,18 +194,16 @@ impl<R: BufRead> Iterator for BatchReader<R> {
             text.push(b'\n');
             records += 1;
         }
+        // `line_start`: where the line being read begins in `text` (a line may arrive in parts,
+        // one per buffer the reader fills).
+        let mut line_start = text.len();
         while records < self.batch_rows {
-            let start = text.len();
-            match self.reader.read_until(b'\n', &mut text) {
-                Ok(0) => {
-                    self.done = true;
-                    break;
-                }
-                Ok(_) => {}
+            let buf = match self.reader.fill_buf() {
+                Ok(buf) => buf,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    // Only whole lines count (see the type's docs).
-                    text.truncate(start);
-                    if records > 0 {
+                    // Only whole lines count (see the type's docs): with a line begun, wait
+                    // for its end.
+                    if records > 0 && line_start == text.len() {
                         break;
                     }
                     continue;
@@ -212,15 +215,48 @@ impl<R: BufRead> Iterator for BatchReader<R> {
                     };
                     return self.fail(e);
                 }
+            };
+            if buf.is_empty() {
+                // The end of the input: a last line without its `\n` gets one.
+                self.done = true;
+                if line_start < text.len() {
+                    text.push(b'\n');
+                    self.line_no += 1;
+                    if is_record(&self.decoder, &text[line_start..text.len() - 1]) {
+                        records += 1;
+                    }
+                }
+                break;
             }
-            if text.last() != Some(&b'\n') {
-                text.push(b'\n');
+            // The buffer's lines, up to the one that completes the batch, go to `text` in one
+            // copy; each newline ends a line, whose first part may already be in `text`.
+            let mut taken = 0;
+            let mut from = 0;
+            while records < self.batch_rows {
+                let Some(p) = memchr::memchr(b'\n', &buf[from..]) else {
+                    break;
+                };
+                let end = from + p;
+                let is_record = if line_start < text.len() {
+                    let mut line = text[line_start..].to_vec();
+                    line.extend_from_slice(&buf[from..end]);
+                    is_record(&self.decoder, &line)
+                } else {
+                    is_record(&self.decoder, &buf[from..end])
+                };
+                self.line_no += 1;
+                records += usize::from(is_record);
+                from = end + 1;
+                text.extend_from_slice(&buf[taken..from]);
+                taken = from;
+                line_start = text.len();
             }
-            self.line_no += 1;
-            let line = &text[start..text.len() - 1];
-            if !is_blank(line) && !self.decoder.is_comment(line) {
-                records += 1;
+            if records < self.batch_rows {
+                // The rest is the start of a line.
+                text.extend_from_slice(&buf[taken..]);
+                taken = buf.len();
             }
+            self.reader.consume(taken);
         }
         if records == 0 {
             self.done = true;

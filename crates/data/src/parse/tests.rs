@@ -1081,6 +1081,30 @@ proptest! {
         prop_assert_eq!(read(usize::MAX), read(1));
     }
 
+    /// However the reader's buffer cuts the input (a line may arrive in several parts), the
+    /// batches are those of the whole input read at once: rows, line numbers, errors, with blank
+    /// lines, `\r\n` line ends and a last line without its newline.
+    #[test]
+    fn batches_do_not_depend_on_the_reader_buffer(text in messy_file(), blank_every in 2usize..9, crlf in any::<bool>(), last_newline in any::<bool>(), capacity in 1usize..64, batch_rows in 1usize..30) {
+        let schema = parse(NSL_ROW, &opts(Task::Binary)).schema;
+        let end = if crlf { "\r\n" } else { "\n" };
+        let mut text: String = text
+            .lines()
+            .enumerate()
+            .map(|(k, l)| if k % blank_every == 1 { format!("{end}{l}{end}") } else { format!("{l}{end}") })
+            .collect();
+        if !last_newline {
+            text.truncate(text.trim_end().len());
+        }
+        let read = |reader: Box<dyn std::io::BufRead>| match BatchReader::new("p", reader, &schema, batch_rows) {
+            Ok(reader) => Ok(reader.map(|b| b.map_err(|e| e.to_string())).collect::<Vec<_>>()),
+            Err(e) => Err(e.to_string()),
+        };
+        let whole = read(Box::new(text.as_bytes()));
+        let cut = read(Box::new(std::io::BufReader::with_capacity(capacity, text.as_bytes())));
+        prop_assert_eq!(whole, cut);
+    }
+
     #[test]
     fn batches_concatenated_equal_the_whole_parse(rows in proptest::collection::vec(nsl_row_strategy(), 1..40), batch_rows in 1usize..12) {
         let text = render(&rows, false);
