@@ -1,6 +1,14 @@
 //! Label mapping: which class a record's label cell belongs to, for each format and task.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+
+use crate::parse::Fnv;
+
+/// Label maps, looked up once per row: FNV, since SipHash's setup dominates for short names.
+type NameMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+/// Label sets, as [`NameMap`].
+type NameSet = HashSet<String, BuildHasherDefault<Fnv>>;
 
 use crate::{FormatSpec, Task};
 
@@ -115,7 +123,7 @@ pub(crate) fn fixed_classes(format: &FormatSpec, task: Task) -> Option<Vec<Strin
 pub(crate) enum LabelRule {
     /// Look the (trimmed) cell up; `strip_dot` removes one trailing `.` first (KDD Cup 99).
     Lookup {
-        map: HashMap<String, u32>,
+        map: NameMap<u32>,
         strip_dot: bool,
     },
     /// NSL-KDD / KDD Cup 99 attack names while learning: `normal` is class 0, every attack name
@@ -125,19 +133,19 @@ pub(crate) enum LabelRule {
     Flag { normal_idx: u32, attack_idx: u32 },
     /// Generic CSV binary: benign values versus everything else.
     Benign {
-        benign: HashSet<String>,
+        benign: NameSet,
         benign_idx: u32,
         attack_idx: u32,
     },
     /// Generic CSV multiclass with known classes: benign values are class 0, the rest are looked
     /// up.
     BenignOrLookup {
-        benign: HashSet<String>,
-        map: HashMap<String, u32>,
+        benign: NameSet,
+        map: NameMap<u32>,
     },
     /// Generic CSV multiclass while learning: benign values are class 0, every other value is a
     /// class learned from the data.
-    BenignOpen { benign: HashSet<String> },
+    BenignOpen { benign: NameSet },
 }
 
 /// The result of resolving one label cell.
@@ -167,7 +175,7 @@ impl LabelRule {
                 .map(|i| i as u32)
                 .ok_or_else(|| format!("the classes lack '{name}'"))
         };
-        let to_map = |pairs: Vec<(String, Option<u32>)>| -> HashMap<String, u32> {
+        let to_map = |pairs: Vec<(String, Option<u32>)>| -> NameMap<u32> {
             pairs
                 .into_iter()
                 .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -227,7 +235,7 @@ impl LabelRule {
                 }
             },
             FormatSpec::Csv(_) | FormatSpec::ZeekConn => {
-                let benign: HashSet<String> = match format {
+                let benign: NameSet = match format {
                     FormatSpec::Csv(csv) => csv.benign.iter().cloned().collect(),
                     _ => crate::ZEEK_CONN_BENIGN
                         .iter()
