@@ -1,4 +1,5 @@
-//! Bounded-memory reading for prediction: a file is read line by line and handed out in batches.
+//! Bounded-memory reading for prediction: a file is read a buffer at a time, cut into lines, and
+//! handed out in batches of records.
 
 use std::io::BufRead;
 use std::path::PathBuf;
