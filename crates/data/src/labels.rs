@@ -122,10 +122,7 @@ pub(crate) fn fixed_classes(format: &FormatSpec, task: Task) -> Option<Vec<Strin
 #[derive(Debug, Clone)]
 pub(crate) enum LabelRule {
     /// Look the (trimmed) cell up; `strip_dot` removes one trailing `.` first (KDD Cup 99).
-    Lookup {
-        map: NameMap<u32>,
-        strip_dot: bool,
-    },
+    Lookup { map: NameMap<u32>, strip_dot: bool },
     /// NSL-KDD / KDD Cup 99 attack names while learning: `normal` is class 0, every attack name
     /// the category table knows is a class learned from the data; `strip_dot` as for `Lookup`.
     KddOpen { strip_dot: bool },
@@ -139,10 +136,7 @@ pub(crate) enum LabelRule {
     },
     /// Generic CSV multiclass with known classes: benign values are class 0, the rest are looked
     /// up.
-    BenignOrLookup {
-        benign: NameSet,
-        map: NameMap<u32>,
-    },
+    BenignOrLookup { benign: NameSet, map: NameMap<u32> },
     /// Generic CSV multiclass while learning: benign values are class 0, every other value is a
     /// class learned from the data.
     BenignOpen { benign: NameSet },
