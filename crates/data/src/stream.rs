@@ -229,18 +229,20 @@ impl<R: BufRead> Iterator for BatchReader<R> {
                 }
                 break;
             }
-            // The buffer's lines, up to the one that completes the batch, go to `text` in one
-            // copy. The first newline may end a line whose first part is already in `text`.
-            let begun = line_start < text.len();
+            // The buffer's lines, up to the one that completes the batch, go to `text` one by one,
+            // each right after its newline is found (while it is in L1: copying the whole buffer
+            // afterwards took `memmove` from 2.2-2.6% of `fedids detect`'s samples to 2.8-2.9%).
+            // Each newline ends a line whose first part may already be in `text`.
+            let mut taken = 0;
             let mut from = 0;
             while records < self.batch_rows {
                 let Some(p) = memchr::memchr(b'\n', &buf[from..]) else {
                     break;
                 };
                 let end = from + p;
-                let is_record = if from == 0 && begun {
+                let is_record = if line_start < text.len() {
                     let mut line = text[line_start..].to_vec();
-                    line.extend_from_slice(&buf[..end]);
+                    line.extend_from_slice(&buf[from..end]);
                     is_record(&self.decoder, &line)
                 } else {
                     is_record(&self.decoder, &buf[from..end])
@@ -248,17 +250,15 @@ impl<R: BufRead> Iterator for BatchReader<R> {
                 self.line_no += 1;
                 records += usize::from(is_record);
                 from = end + 1;
+                text.extend_from_slice(&buf[taken..from]);
+                taken = from;
+                line_start = text.len();
             }
-            // Short of the batch, the rest of the buffer is the start of a line.
-            let taken = if records < self.batch_rows {
-                buf.len()
-            } else {
-                from
-            };
-            if from > 0 {
-                line_start = text.len() + from;
+            if records < self.batch_rows {
+                // The rest is the start of a line.
+                text.extend_from_slice(&buf[taken..]);
+                taken = buf.len();
             }
-            text.extend_from_slice(&buf[..taken]);
             self.reader.consume(taken);
         }
         if records == 0 {
