@@ -4,13 +4,12 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
 use crate::parse::Fnv;
+use crate::{FormatSpec, Task};
 
 /// Label maps, looked up once per row: FNV, since SipHash's setup dominates for short names.
 type NameMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
 /// Label sets, as [`NameMap`].
 type NameSet = HashSet<String, BuildHasherDefault<Fnv>>;
-
-use crate::{FormatSpec, Task};
 
 /// Binary class names, for every format: benign first.
 pub const BINARY_CLASSES: [&str; 2] = ["normal", "attack"];
