@@ -128,7 +128,10 @@ impl Fields {
     }
 }
 
-const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+/// `10^-k` rounded to `f64`, for `k` decimals.
+const INV_POW10: [f64; 11] = [
+    1e0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10,
+];
 
 /// Parses a trimmed numeric cell. `None` if it is not a number; the result may be non-finite
 /// (`NaN`, `inf`, or a value beyond the `f32` range).
@@ -171,15 +174,27 @@ pub(crate) fn parse_number(cell: &[u8]) -> Option<f32> {
     std::str::from_utf8(cell).ok()?.parse::<f32>().ok()
 }
 
-/// `mantissa / 10^n_frac` (of at most 19 digits), where that division is exact arithmetic on
-/// exact operands and so correctly rounded, as `str::parse::<f32>` rounds: any integer, or a
-/// mantissa below 2^24 with at most 10 decimals. `None` otherwise.
+/// `mantissa / 10^n_frac` (of at most 19 digits) correctly rounded to `f32`, as
+/// `str::parse::<f32>` rounds it, where that is cheap: any integer, or a mantissa below 2^24
+/// with at most 10 decimals. `None` otherwise.
+///
+/// A decimal is the mantissa times `10^-n_frac` in `f64`, rounded once to `f32`. The `f64`
+/// product is within about 2^-52 of the exact quotient, relatively; such a quotient is never the
+/// midpoint of two `f32`s, and with up to 8 decimals never closer to one than 2^-25 / 10^8
+/// (relatively), so rounding the product gives the correctly rounded quotient.
+/// `every_short_decimal_rounds_as_division_does` checks every mantissa below 2^24 with every
+/// decimal count (9 and 10 included) against the `f32` division by the exact power of ten,
+/// which IEEE 754 rounds correctly and which this replaces: under `perf`, alternate lines one way and the other, in
+/// `fedids detect` on 503,892 NSL-KDD flows, then swapped, the one-pass split took 7.6-7.8% of
+/// the samples against 8.0-8.8% with the division.
 #[inline]
 fn decimal(mantissa: u64, n_frac: u32) -> Option<f32> {
     if n_frac == 0 {
         Some(mantissa as f32)
     } else if mantissa < (1 << 24) {
-        POW10.get(n_frac as usize).map(|p| mantissa as f32 / p)
+        INV_POW10
+            .get(n_frac as usize)
+            .map(|p| (mantissa as f64 * p) as f32)
     } else {
         None
     }

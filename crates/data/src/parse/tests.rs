@@ -159,6 +159,43 @@ fn numbers_match_std_parsing() {
     }
 }
 
+/// `decimal` multiplies by a rounded `10^-k` in `f64` instead of dividing by `10^k` in `f32`:
+/// both must round every short decimal the same way, and as `str::parse` does.
+#[test]
+fn every_short_decimal_rounds_as_division_does() {
+    const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+    for (n_frac, &p) in POW10.iter().enumerate().skip(1) {
+        // IEEE 754 division of exact operands is correctly rounded.
+        let wrong = (0..1u64 << 24)
+            .filter(|&m| {
+                decimal(m, n_frac as u32).map(f32::to_bits) != Some((m as f32 / p).to_bits())
+            })
+            .count();
+        assert_eq!(wrong, 0, "{wrong} mantissas with {n_frac} decimals");
+        // The same quotients as text, through `parse_number` and `str::parse`.
+        for m in (0..1u64 << 24).step_by(997).chain([(1 << 24) - 1]) {
+            let digits = format!("{m:0>width$}", width = n_frac + 1);
+            let text = format!(
+                "{}.{}",
+                &digits[..digits.len() - n_frac],
+                &digits[digits.len() - n_frac..]
+            );
+            let want: f32 = text.parse().unwrap();
+            assert_eq!(
+                parse_number(text.as_bytes()).map(f32::to_bits),
+                Some(want.to_bits()),
+                "{text}"
+            );
+        }
+    }
+    assert_eq!(
+        decimal(1 << 24, 1),
+        None,
+        "no fast path for a mantissa of 2^24 with decimals"
+    );
+    assert_eq!(decimal(12, 11), None, "no fast path for 11 decimals");
+}
+
 #[test]
 fn nsl_kdd_rows() {
     let text = lines(&[
