@@ -91,7 +91,8 @@ fn main() {
             forest.schema(),
             BATCH_ROWS,
         )
-        .expect("reader");
+        .expect("reader")
+        .without_labels();
         let mut detector = Detector::new(&forest.schema().classes, config.clone());
         let mut sink = std::io::sink();
         let mut lines = Vec::new();
@@ -115,7 +116,8 @@ fn main() {
             forest.schema(),
             BATCH_ROWS,
         )
-        .expect("reader");
+        .expect("reader")
+        .without_labels();
         let mut detector = Detector::new(&forest.schema().classes, config.clone());
         let mut sink = std::io::sink();
         let mut lines = Vec::new();

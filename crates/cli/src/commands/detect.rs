@@ -236,14 +236,16 @@ pub fn run(a: DetectArgs, quiet: bool) -> Result<()> {
     if !a.follow {
         check_input_format(&source, &mut input, &schema)?;
     }
-    let reader = BatchReader::new(&source, input, &schema, a.batch_rows).with_context(|| {
-        format!(
-            "the model {} reads {} ({} features)",
-            a.model.display(),
-            schema.format.name(),
-            schema.n_features()
-        )
-    })?;
+    let reader = BatchReader::new(&source, input, &schema, a.batch_rows)
+        .with_context(|| {
+            format!(
+                "the model {} reads {} ({} features)",
+                a.model.display(),
+                schema.format.name(),
+                schema.n_features()
+            )
+        })?
+        .without_labels();
 
     let mut out: Box<dyn Write + Send> = match &a.output {
         Some(p) => Box::new(BufWriter::with_capacity(

@@ -34,7 +34,8 @@ pub fn run(a: PredictArgs, quiet: bool) -> Result<()> {
         open_input(&a.input)?,
         forest.schema(),
         a.batch_rows,
-    )?;
+    )?
+    .without_labels();
     let out: Box<dyn Write> = match &a.output {
         Some(p) => {
             Box::new(File::create(p).with_context(|| format!("cannot create {}", p.display()))?)

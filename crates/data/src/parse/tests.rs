@@ -1139,7 +1139,16 @@ proptest! {
         };
         let whole = read(Box::new(text.as_bytes()));
         let cut = read(Box::new(std::io::BufReader::with_capacity(capacity, text.as_bytes())));
-        prop_assert_eq!(whole, cut);
+        prop_assert_eq!(&whole, &cut);
+        // Without labels: the same batches (and errors), with `labels: None`.
+        let unlabelled = match BatchReader::new("p", text.as_bytes(), &schema, batch_rows) {
+            Ok(reader) => Ok(reader.without_labels().map(|b| b.map_err(|e| e.to_string())).collect::<Vec<_>>()),
+            Err(e) => Err(e.to_string()),
+        };
+        let stripped = whole.map(|batches| {
+            batches.into_iter().map(|b| b.map(|b| Batch { labels: None, ..b })).collect::<Vec<_>>()
+        });
+        prop_assert_eq!(unlabelled, stripped);
     }
 
     #[test]
