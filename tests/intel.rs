@@ -403,6 +403,77 @@ fn issue_6_detect_on_held_out_nsl_kdd() {
     support::python::validate_stix(&bundle);
 }
 
+/// A malformed row stops detection with an error naming its line, after the alerts of every
+/// batch before the one holding it are written (a batch's alerts are written one step after it
+/// is scored, so the last ones go out after the loop): nothing scored before the error is lost.
+#[test]
+fn detect_writes_every_batch_before_a_malformed_row() {
+    let dir = Dir::new();
+    let nsl = datasets().join("nsl-kdd");
+    let model = dir.path("m.fedids");
+    dir.train(
+        &nsl.join("KDDTrain+_20Percent.txt"),
+        &model,
+        &["--task", "multiclass", "--trees", "10"],
+    );
+    // 40 attack rows, so that most rows raise an alert.
+    let text = std::fs::read_to_string(nsl.join("KDDTrain+_20Percent.txt")).unwrap();
+    let attacks: Vec<&str> = text
+        .lines()
+        .filter(|l| l.split(',').nth(41) != Some("normal"))
+        .take(40)
+        .collect();
+    let good = dir.write("good.txt", format!("{}\n", attacks.join("\n")).as_bytes());
+    let bad = dir.write(
+        "bad.txt",
+        format!(
+            "{}\n0,tcp,http,SF,oops\n{}\n",
+            attacks.join("\n"),
+            attacks[0]
+        )
+        .as_bytes(),
+    );
+    // (line, class, probability) of each alert with its line at most `last`.
+    let alerts = |stdout: &[u8], last: u64| -> Vec<(u64, String, f64)> {
+        lines(std::str::from_utf8(stdout).unwrap())
+            .into_iter()
+            .filter(|a| a["event_type"] == "alert")
+            .map(|a| {
+                let f = &a["fedids"];
+                let line = f["line"].as_u64().unwrap();
+                (
+                    line,
+                    f["class"].to_string(),
+                    f["probability"].as_f64().unwrap(),
+                )
+            })
+            .filter(|a| a.0 <= last)
+            .collect()
+    };
+    let detect = |input: &std::path::Path| {
+        dir.run(&[
+            "detect",
+            "--model",
+            s(&model),
+            "--input",
+            s(input),
+            "--batch-rows",
+            "7",
+            "--quiet",
+        ])
+    };
+    let whole = detect(&good);
+    assert!(whole.status.success());
+    let cut = detect(&bad);
+    assert_eq!(cut.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&cut.stderr);
+    assert!(stderr.contains("bad.txt:41"), "{stderr}");
+    // Batches of 7: rows 1-35 make five whole batches, the sixth holds the malformed row.
+    let before = alerts(&whole.stdout, 35);
+    assert!(before.len() > 20, "{before:?}");
+    assert_eq!(alerts(&cut.stdout, u64::MAX), before);
+}
+
 #[test]
 fn issue_6_follow_a_growing_file() {
     let dir = Dir::new();

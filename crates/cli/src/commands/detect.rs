@@ -1,7 +1,7 @@
 //! `fedids detect`: stream flows through a model and write EVE alerts and incidents.
 //!
-//! The next batch is read and parsed while the current one is scored, both as tasks of the one
-//! rayon pool.
+//! The next batch is read and parsed while the current one is scored and the previous one has its
+//! alerts written, all as tasks of the one rayon pool.
 //! With `--follow`, the input is a file being appended to: [`Follow`] hands out whole lines as
 //! they arrive and tells the batch reader to hand out a short batch when nothing new comes.
 
@@ -204,6 +204,28 @@ fn check_input_format(
     )
 }
 
+/// A batch with its classes and probabilities, waiting to have its alerts written.
+type Scored = (fedids_data::Batch, Vec<u32>, Vec<f32>);
+
+/// Writes the alerts of `scored` (if any, taking it) to `out`, through `lines`.
+fn write_scored(
+    scored: &mut Option<Scored>,
+    detector: &mut Detector,
+    lines: &mut Vec<u8>,
+    out: &mut impl Write,
+    flush: bool,
+) -> Result<()> {
+    if let Some((batch, classes, proba)) = scored.take() {
+        lines.clear();
+        detector.write_classified(&batch, &classes, &proba, now(), lines)?;
+        out.write_all(lines)?;
+        if flush {
+            out.flush()?;
+        }
+    }
+    Ok(())
+}
+
 fn now() -> Timestamp {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -270,25 +292,39 @@ pub fn run(a: DetectArgs, quiet: bool) -> Result<()> {
     let mut reader = reader;
     let mut result = Ok(());
     let mut lines = Vec::new();
+    // A batch scored in one step has its alerts written in the next, beside the scoring of the
+    // batch after it and the parsing of the one after that: writing is sequential, and while it
+    // ran alone at the end of a step the other core had nothing left to do. `--follow` writes a
+    // batch's alerts as soon as it is scored: the next step may wait long for new lines.
+    let mut scored: Option<Scored> = None;
     let mut current = reader.next();
     while let Some(batch) = current {
-        let (next, step) = rayon::join(
+        let (next, (step, written)) = rayon::join(
             || reader.next(),
-            || -> Result<()> {
-                let batch = batch?;
-                let (classes, proba) = predictor.classify_for_detection(&batch.x)?;
-                lines.clear();
-                detector.write_classified(&batch, &classes, &proba, now(), &mut lines)?;
-                out.write_all(&lines)?;
-                if a.follow {
-                    out.flush()?;
-                }
-                Ok(())
+            || {
+                rayon::join(
+                    || -> Result<Scored> {
+                        let batch = batch?;
+                        let (classes, proba) = predictor.classify_for_detection(&batch.x)?;
+                        Ok((batch, classes, proba))
+                    },
+                    || write_scored(&mut scored, &mut detector, &mut lines, &mut out, a.follow),
+                )
             },
         );
-        if let Err(e) = step {
-            result = Err(e);
-            break;
+        let step = written.and(step);
+        match step {
+            Ok(s) => scored = Some(s),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        if a.follow {
+            if let Err(e) = write_scored(&mut scored, &mut detector, &mut lines, &mut out, true) {
+                result = Err(e);
+                break;
+            }
         }
         current = next;
         spin.set_message(format!(
@@ -296,6 +332,11 @@ pub fn run(a: DetectArgs, quiet: bool) -> Result<()> {
             super::thousands(detector.n_flows()),
             super::thousands(detector.n_alerts())
         ));
+    }
+    // The last batch scored has no step after it to write its alerts. (After an error there is
+    // none: the step that failed wrote the batch before it.)
+    if let Err(e) = write_scored(&mut scored, &mut detector, &mut lines, &mut out, a.follow) {
+        result = result.and(Err(e));
     }
     spin.finish_and_clear();
     if let Some(why) = stopped.get() {
