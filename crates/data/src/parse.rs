@@ -6,6 +6,8 @@
 //! the codes remapped. Chunk boundaries do not depend on the thread count, and every merge keeps
 //! file order, so the result is identical with any number of threads.
 
+mod categories;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
@@ -18,6 +20,7 @@ use crate::{
     Dataset, Feature, FeatureKind, FeatureMatrix, FormatSpec, LoadOptions, LoadReport,
     NonFinitePolicy, Schema, Task, UnmappedLabelPolicy,
 };
+use categories::CategoryCodes;
 
 /// Target chunk size for the parallel parse.
 pub(crate) const CHUNK_BYTES: usize = 1 << 20;
@@ -333,9 +336,9 @@ impl LocalDict {
 pub(crate) enum Coding {
     /// Learning: chunk-local dictionaries, merged and remapped afterwards.
     Learn,
-    /// A learned schema: per feature, the value-to-code map (`None` for numeric features). Values
-    /// outside it get the unknown code, the dictionary's length.
-    Fixed(Vec<Option<BytesMap<u32>>>),
+    /// A learned schema: per feature, the value-to-code table (`None` for numeric features).
+    /// Values outside it get the unknown code, the dictionary's length.
+    Fixed(Vec<Option<CategoryCodes>>),
 }
 
 impl Coding {
@@ -345,13 +348,7 @@ impl Coding {
                 .iter()
                 .map(|f| match &f.kind {
                     FeatureKind::Numeric => None,
-                    FeatureKind::Categorical { categories } => Some(
-                        categories
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| (c.as_bytes().into(), i as u32))
-                            .collect(),
-                    ),
+                    FeatureKind::Categorical { categories } => Some(CategoryCodes::new(categories)),
                 })
                 .collect(),
         )
@@ -589,8 +586,8 @@ impl Decoder {
             let cell = fields.get(line, i);
             let code = match &self.coding {
                 Coding::Learn => out.dicts.get_mut(f).map_or(0, |d| d.code(cell)),
-                Coding::Fixed(maps) => match maps.get(f) {
-                    Some(Some(map)) => map.get(cell).copied().unwrap_or(map.len() as u32),
+                Coding::Fixed(tables) => match tables.get(f) {
+                    Some(Some(codes)) => codes.code(cell),
                     _ => 0,
                 },
             };
