@@ -187,9 +187,11 @@ pub(crate) fn parse_number(cell: &[u8]) -> Option<f32> {
 /// (relatively), so rounding the product gives the correctly rounded quotient.
 /// `every_short_decimal_rounds_as_division_does` checks every mantissa below 2^24 with every
 /// decimal count (9 and 10 included) against the `f32` division by the exact power of ten,
-/// which IEEE 754 rounds correctly and which this replaces: under `perf`, alternate lines one way and the other, in
-/// `fedids detect` on 503,892 NSL-KDD flows, then swapped, the one-pass split took 7.6-7.8% of
-/// the samples against 8.0-8.8% with the division.
+/// which IEEE 754 rounds correctly and which this replaces.
+///
+/// Under `perf`, alternate lines one way and the other in `fedids detect` on 503,892 NSL-KDD
+/// flows, then swapped: the one-pass split took 7.6-7.8% of the samples against 8.0-8.8% with
+/// the division.
 #[inline]
 fn decimal(mantissa: u64, n_frac: u32) -> Option<f32> {
     if n_frac == 0 {
