@@ -32,6 +32,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // A misspelt kernel choice is an error here, not a silent fall-back in every predictor.
+    if let Err(e) = fedids_forest::Kernel::from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

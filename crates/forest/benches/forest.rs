@@ -2,8 +2,9 @@
 //!
 //! Prints, in one process: histogram fit time against exact fit time (the reference), and batched
 //! prediction throughput against a naive row-at-a-time loop over trees (the reference), the
-//! kernel and block copy this CPU runs against the portable ones (the reference), and classes
-//! found with early exits against all probabilities (the reference).
+//! default kernel and block copy against the portable ones without CPU-specific code (the
+//! reference), the AVX-512 kernel where the CPU has it against the default (the reference), and
+//! classes found with early exits against all probabilities (the reference).
 //! Run: `cargo bench -p fedids-forest --bench forest`
 
 use std::time::Instant;
@@ -94,6 +95,17 @@ fn main() {
         if fast.tiled() { "AVX2 tiled" } else { "portable" },
         batched / portable
     );
+    match hist.predictor_with(fedids_forest::Kernel::Avx512) {
+        Ok(avx512) => {
+            let gathers = rate(&avx512);
+            println!(
+                "predict {n_trees} trees: AVX-512 kernel {gathers:.0} rows/s, {:?} kernel (the default) {batched:.0} rows/s, ratio {:.2}x",
+                fast.kernel(),
+                gathers / batched
+            );
+        }
+        Err(e) => println!("predict {n_trees} trees: no AVX-512 comparison ({e})"),
+    }
     let t = Instant::now();
     let mut walks = 0;
     for _ in 0..reps {

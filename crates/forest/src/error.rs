@@ -21,4 +21,6 @@ pub enum ForestError {
     Corrupted(String),
     #[error("model is invalid: {0}")]
     InvalidModel(String),
+    #[error("prediction kernel unavailable: {0}")]
+    Kernel(String),
 }

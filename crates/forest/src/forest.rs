@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::binning::BinnedMatrix;
 use crate::error::ForestError;
-use crate::predict::Predictor;
+use crate::predict::{Kernel, Predictor};
 use crate::train::{build_tree, Criterion, TrainData, TreeParams};
 use crate::tree::Tree;
 use fedids_rng::{tree_seed, Rng};
@@ -399,6 +399,17 @@ impl Forest {
     /// The trees compiled for fast batch inference; build once when scoring many batches.
     pub fn predictor(&self) -> Predictor {
         Predictor::new(&self.trees, self.schema.features.len(), self.n_classes())
+    }
+
+    /// [`Forest::predictor`] with the given kernel, or an error when this CPU or these trees
+    /// cannot run it (for comparisons and tests: both kernels give the same outputs, bit for bit).
+    pub fn predictor_with(&self, kernel: Kernel) -> Result<Predictor, ForestError> {
+        Predictor::with_kernel(
+            &self.trees,
+            self.schema.features.len(),
+            self.n_classes(),
+            kernel,
+        )
     }
 
     /// The predicted class of each row (highest mean probability; lowest index on ties).

@@ -15,9 +15,11 @@
 //!   next row, so a row costs about its own depth. It compares `u32` [`order_key`]s rather than
 //!   floats (an integer compare and add per step), and reads nodes packed in eight bytes
 //!   (threshold key, `feature | left << 8`) when the forest allows it.
-//! - [`Kernel::Avx512`] (x86-64 CPUs with AVX-512F, detected at run time): 32 lanes in two
-//!   vectors walk with gathers, refilled the same way. On NSL-KDD's 100-tree forest the mean
+//! - [`Kernel::Avx512`] (x86-64 CPUs with AVX-512F, chosen with [`KERNEL_ENV`]): 32 lanes in
+//!   two vectors walk with gathers, refilled the same way. On NSL-KDD's 100-tree forest the mean
 //!   path is about 11.5 nodes; a lock-step walk pays a 32-row group's deepest path, about 18.
+//!   It is not the default: on the Zen 4 machine we measured, it ran at 0.59-0.65x the portable
+//!   kernel's rate ([`Kernel::preferred`]).
 //!
 //! There is no AVX2 kernel: on the Zen 3 machine we measured, an 8-lane AVX2 gather costs about
 //! 12 cycles, and an AVX2 version of the refilling kernel ran no faster than the portable one.
@@ -67,7 +69,56 @@ pub enum Kernel {
     Avx512,
 }
 
+/// The environment variable that picks the kernel: `portable` (the default) or `avx512`.
+pub const KERNEL_ENV: &str = "FEDIDS_KERNEL";
+
 impl Kernel {
+    /// The kernel [`KERNEL_ENV`] asks for: `None` when it is unset or empty, an error naming the
+    /// accepted values when it holds anything else. Binaries call this at start-up to reject a
+    /// misspelt value; [`Kernel::preferred`] falls back to the portable kernel on one.
+    pub fn from_env() -> Result<Option<Kernel>, ForestError> {
+        match std::env::var(KERNEL_ENV) {
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(v)) => Err(ForestError::Kernel(format!(
+                "{KERNEL_ENV}={v:?}: expected `portable` or `avx512`"
+            ))),
+            Ok(v) => match v.trim() {
+                "" => Ok(None),
+                "portable" => Ok(Some(Kernel::Portable)),
+                "avx512" => {
+                    if avx512::available() {
+                        Ok(Some(Kernel::Avx512))
+                    } else {
+                        Err(ForestError::Kernel(format!(
+                            "{KERNEL_ENV}=avx512, but this CPU has no AVX-512F"
+                        )))
+                    }
+                }
+                other => Err(ForestError::Kernel(format!(
+                    "{KERNEL_ENV}={other:?}: expected `portable` or `avx512`"
+                ))),
+            },
+        }
+    }
+
+    /// The kernel [`Forest::predictor`](crate::Forest::predictor) uses: the one [`KERNEL_ENV`]
+    /// names, else [`Kernel::Portable`].
+    ///
+    /// The portable kernel is the default on every CPU because it is the faster one on every CPU
+    /// we have measured since its refills were tuned: on a Zen 4 EPYC (AVX-512F, gathers split
+    /// into micro-ops) the AVX-512 kernel ran at 0.59-0.65x its rate on NSL-KDD, one process
+    /// timing both in turn (`docs/performance.md`). The AVX-512 kernel stays for CPUs whose
+    /// gathers are cheaper; `cargo bench -p fedids-forest --bench forest` compares the two.
+    pub fn preferred() -> Kernel {
+        static PREFERRED: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *PREFERRED.get_or_init(|| {
+            Kernel::from_env()
+                .ok()
+                .flatten()
+                .unwrap_or(Kernel::Portable)
+        })
+    }
+
     /// Rows per parallel task: the row-major copy of a block stays in L2 while every tree runs,
     /// and the refilling kernels' tail (where lanes run out of rows) comes once per 1,024 rows
     /// and tree.
@@ -202,7 +253,24 @@ pub struct Predictor {
 }
 
 impl Predictor {
+    /// With the [`Kernel::preferred`] kernel.
     pub(crate) fn new(trees: &[Tree], n_features: usize, n_classes: usize) -> Self {
+        Predictor::with_kernel(trees, n_features, n_classes, Kernel::preferred()).unwrap_or_else(
+            |_| {
+                Predictor::with_kernel(trees, n_features, n_classes, Kernel::Portable)
+                    .expect("the portable kernel runs everywhere")
+            },
+        )
+    }
+
+    /// With the given kernel, or an error when this CPU or these trees cannot run it (the
+    /// AVX-512 kernel needs AVX-512F and trees [`packable`] into its nodes).
+    pub(crate) fn with_kernel(
+        trees: &[Tree],
+        n_features: usize,
+        n_classes: usize,
+        kernel: Kernel,
+    ) -> Result<Self, ForestError> {
         // The kernels index without bounds checks on the strength of these invariants.
         trees.par_iter().enumerate().for_each(|(k, t)| {
             if let Err(e) = t.validate(n_features, n_classes) {
@@ -210,11 +278,14 @@ impl Predictor {
             }
         });
         let packs = packable(trees, n_features);
-        let kernel = if avx512::available() && packs {
-            Kernel::Avx512
-        } else {
-            Kernel::Portable
-        };
+        if kernel == Kernel::Avx512 && !(avx512::available() && packs) {
+            return Err(ForestError::Kernel(if packs {
+                "the AVX-512 kernel needs AVX-512F, which this CPU lacks".into()
+            } else {
+                "the AVX-512 kernel needs at most 256 features and trees of fewer than 2^23 nodes"
+                    .into()
+            }));
+        }
         let compiled = trees
             .par_iter()
             .map(|t| {
@@ -281,16 +352,16 @@ impl Predictor {
                 }
             })
             .collect();
-        Predictor {
+        Ok(Predictor {
             trees: compiled,
             n_features,
             n_classes,
             kernel,
             tiled: tiles::available(),
-        }
+        })
     }
 
-    /// The kernel this predictor uses: the fastest this CPU and these trees allow.
+    /// The kernel this predictor uses.
     pub fn kernel(&self) -> Kernel {
         self.kernel
     }
@@ -1073,6 +1144,22 @@ mod tests {
     use super::*;
     use crate::tree::{Node, LEAF};
 
+    /// Every way this CPU can predict with these trees: the default predictor, the portable
+    /// kernel without the AVX2 block copy, and the AVX-512 kernel where the CPU and the trees
+    /// allow it (on a CPU without AVX-512F, `tests/forest.rs` says so aloud).
+    fn kernels(trees: &[Tree], n_features: usize, n_classes: usize) -> Vec<Predictor> {
+        let mut all = vec![
+            Predictor::new(trees, n_features, n_classes),
+            Predictor::new(trees, n_features, n_classes).portable(),
+        ];
+        if avx512::available() && packable(trees, n_features) {
+            let p = Predictor::with_kernel(trees, n_features, n_classes, Kernel::Avx512).unwrap();
+            assert_eq!(p.kernel(), Kernel::Avx512);
+            all.push(p);
+        }
+        all
+    }
+
     /// A valid tree of `n_nodes` nodes drawn from `picks`: any node may be a leaf, an internal
     /// node's children are any later adjacent pair (so subtrees may be shared), features and
     /// thresholds are arbitrary.
@@ -1207,9 +1294,14 @@ mod tests {
         let values: Vec<f32> = (0..3000).map(|r| (r % 3100) as f32 - 50.5).collect();
         let x = FeatureMatrix::from_rows(values.len(), 1, &values);
         let expected = bits(&naive(&trees, &x, 2));
-        let fast = Predictor::new(&trees, 1, 2);
-        assert_eq!(bits(&fast.predict_proba(&x).unwrap()), expected);
-        assert_eq!(bits(&fast.portable().predict_proba(&x).unwrap()), expected);
+        for p in kernels(&trees, 1, 2) {
+            assert_eq!(
+                bits(&p.predict_proba(&x).unwrap()),
+                expected,
+                "{:?}",
+                p.kernel()
+            );
+        }
     }
 
     fn labels(proba: &[f32], n_classes: usize) -> Vec<u32> {
@@ -1320,16 +1412,23 @@ mod tests {
         let x = FeatureMatrix::from_rows(n_rows, 3, &values);
         let expected = bits(&naive(&trees, &x, 3));
         let want = labels(&naive(&trees, &x, 3), 3);
-        for p in [
-            Predictor::new(&trees, 3, 3),
-            Predictor::new(&trees, 3, 3).portable(),
-        ] {
+        for p in kernels(&trees, 3, 3) {
             assert_eq!(bits(&p.predict_proba(&x).unwrap()), expected);
             let (pred, walks) = p.predict_counting(&x).unwrap();
             assert_eq!(pred, want);
-            // Three blocks, four distinct rows in each; a row agreed on by all 10 identical
-            // trees is decided at the first look, after 8 trees.
-            assert!((3 * 4 * 8..=3 * 4 * 10).contains(&walks), "{walks} walks");
+            // Three blocks, four distinct rows in each as the portable kernel's keys tell them
+            // (seven as the AVX-512 kernel's bits do: `-0.0` and `0.0`, and NaNs, differ); a row
+            // agreed on by all 10 identical trees is decided at the first look, after 8 trees.
+            let distinct = match p.kernel() {
+                Kernel::Portable => 4,
+                Kernel::Avx512 => 7,
+            };
+            let range = 3 * distinct * 8..=3 * distinct * 10;
+            assert!(
+                range.contains(&walks),
+                "{walks} walks, {:?} kernel",
+                p.kernel()
+            );
             let (classes, proba) = p.predict_settling(&x, 2).unwrap();
             assert_eq!(classes, want);
             for (r, (got, exact)) in bits(&proba).chunks(3).zip(expected.chunks(3)).enumerate() {
@@ -1522,19 +1621,15 @@ mod tests {
                 .collect();
             let x = FeatureMatrix::from_rows(n_rows, n_features, &values);
             let expected = bits(&naive(&trees, &x, n_classes));
-            let fast = Predictor::new(&trees, n_features, n_classes);
-            let wide = matches!(fast.trees[0].nodes, Nodes::Wide(_));
-            prop_assert_eq!(wide, n_features > 256);
-            prop_assert_eq!(bits(&fast.predict_proba(&x).unwrap()), expected.clone());
             let want = labels(&naive(&trees, &x, n_classes), n_classes);
-            prop_assert_eq!(&fast.predict(&x).unwrap(), &want);
-            let portable = fast.portable();
-            prop_assert_eq!(bits(&portable.predict_proba(&x).unwrap()), expected.clone());
-            prop_assert_eq!(&portable.predict(&x).unwrap(), &want);
             // Settling one class: the same classes; exact probabilities except for rows of that
             // class, which may have none (all zeros).
             let settle = (n_rows % n_classes) as u32;
-            for p in [Predictor::new(&trees, n_features, n_classes), portable] {
+            for p in kernels(&trees, n_features, n_classes) {
+                let wide = matches!(p.trees[0].nodes, Nodes::Wide(_));
+                prop_assert_eq!(wide, n_features > 256);
+                prop_assert_eq!(bits(&p.predict_proba(&x).unwrap()), expected.clone());
+                prop_assert_eq!(&p.predict(&x).unwrap(), &want);
                 let (classes, proba) = p.predict_settling(&x, settle).unwrap();
                 prop_assert_eq!(&classes, &want);
                 let got = bits(&proba);

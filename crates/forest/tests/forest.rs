@@ -362,16 +362,24 @@ proptest! {
     }
 }
 
-/// Whether this CPU runs the AVX-512 kernel; said aloud when it does not, because the kernel
-/// comparisons below then compare the portable kernel with the row-at-a-time reference only.
-fn expect_fast_kernel(p: &fedids_forest::Predictor) {
+/// Every kernel this CPU runs for `forest`: the default predictor (the portable kernel unless
+/// `FEDIDS_KERNEL` says otherwise), the portable kernel without CPU-specific copies, and the
+/// AVX-512 kernel where the CPU has AVX-512F; said aloud when it has not, because the kernel
+/// comparisons below then check the portable kernel against the row-at-a-time reference only.
+fn every_kernel(forest: &Forest) -> Vec<fedids_forest::Predictor> {
+    let mut all = vec![forest.predictor(), forest.predictor().portable()];
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
-        assert_eq!(p.kernel(), Kernel::Avx512, "AVX-512F is available");
-        return;
+        let p = forest
+            .predictor_with(Kernel::Avx512)
+            .expect("AVX-512F is available");
+        assert_eq!(p.kernel(), Kernel::Avx512);
+        all.push(p);
+        return all;
     }
     eprintln!("NOTE: no AVX-512F on this CPU: only the portable kernel is checked");
-    assert_eq!(p.kernel(), Kernel::Portable);
+    assert!(forest.predictor_with(Kernel::Avx512).is_err());
+    all
 }
 
 /// Row-at-a-time reference: each tree's leaf probabilities summed in tree order, then scaled.
@@ -399,10 +407,15 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 
 #[test]
 fn many_features_fall_back_to_the_portable_kernel() {
-    // The AVX-512 kernel packs a feature index in 8 bits.
+    // The AVX-512 kernel packs a feature index in 8 bits: asked for, it is refused clearly.
     let (x, y) = synthetic(300, 300, 2, 5);
     let forest = fit_trees(&x, &y, 2, 3);
     assert_eq!(forest.predictor().kernel(), Kernel::Portable);
+    let err = forest
+        .predictor_with(Kernel::Avx512)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("AVX-512"), "{err}");
     assert!(same_bits(
         &forest.predict_proba(&x).unwrap(),
         &naive_proba(&forest, &x)
@@ -445,18 +458,16 @@ proptest! {
             }
         }
         let x = FeatureMatrix::from_rows(n_rows, n_features, &rows);
-        let fast = forest.predictor();
-        expect_fast_kernel(&fast);
         let reference = naive_proba(&forest, &x);
-        prop_assert!(same_bits(&fast.predict_proba(&x).unwrap(), &reference));
-        prop_assert!(same_bits(&forest.predictor().portable().predict_proba(&x).unwrap(), &reference));
         // Labels, found with early exits, are exactly the argmax of the reference's means.
         let labels: Vec<u32> = reference
             .chunks_exact(n_classes as usize)
             .map(|p| fedids_forest::argmax_class(p) as u32)
             .collect();
-        prop_assert_eq!(&fast.predict(&x).unwrap(), &labels);
-        prop_assert_eq!(&forest.predictor().portable().predict(&x).unwrap(), &labels);
+        for p in every_kernel(&forest) {
+            prop_assert!(same_bits(&p.predict_proba(&x).unwrap(), &reference), "{:?}", p.kernel());
+            prop_assert_eq!(&p.predict(&x).unwrap(), &labels);
+        }
         prop_assert_eq!(&forest.predict(&x).unwrap(), &labels);
     }
 }
