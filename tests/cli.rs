@@ -505,3 +505,69 @@ fn corrupted_truncated_and_foreign_models_are_refused() {
     ]);
     assert!(err.contains("kddcup99_10_percent.csv"), "{err}");
 }
+
+/// `FEDIDS_KERNEL` picks the prediction kernel: every kernel this CPU has gives the same
+/// predictions, byte for byte; a misspelt value, or a kernel the CPU lacks, is refused at start-up
+/// with exit 2 and a message naming the variable.
+#[test]
+fn kernel_choice_from_the_environment() {
+    let dir = Dir::new();
+    let model = dir.path("m.fedids");
+    let train = datasets().join("nsl-kdd/KDDTrain+_20Percent.txt");
+    let test = datasets().join("nsl-kdd/KDDTest+.txt");
+    dir.train(&train, &model, &["--task", "multiclass", "--trees", "20"]);
+    let predict = |kernel: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fedids"));
+        cmd.args(["predict", "--model", s(&model), "--input", s(&test)])
+            .args(["--proba", "--quiet"])
+            .current_dir(dir.path(""));
+        cmd.env_remove("FEDIDS_KERNEL");
+        if let Some(k) = kernel {
+            cmd.env("FEDIDS_KERNEL", k);
+        }
+        cmd.output().expect("run fedids")
+    };
+    let default = predict(None);
+    assert!(default.status.success());
+    assert_eq!(
+        default.stdout.iter().filter(|&&b| b == b'\n').count(),
+        22544
+    );
+    let portable = predict(Some("portable"));
+    assert!(portable.status.success());
+    assert_eq!(portable.stdout, default.stdout);
+
+    let has_avx512 = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    };
+    let avx512 = predict(Some("avx512"));
+    if has_avx512 {
+        assert!(avx512.status.success());
+        assert_eq!(avx512.stdout, default.stdout);
+    } else {
+        eprintln!("NOTE: no AVX-512F on this CPU: FEDIDS_KERNEL=avx512 is checked to be refused");
+        assert_eq!(avx512.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&avx512.stderr);
+        assert!(
+            err.contains("FEDIDS_KERNEL=avx512") && err.contains("AVX-512F"),
+            "{err}"
+        );
+    }
+
+    let bogus = predict(Some("avx2"));
+    assert_eq!(bogus.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bogus.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("FEDIDS_KERNEL=\"avx2\"") && err.contains("`portable` or `avx512`"),
+        "{err}"
+    );
+    assert!(bogus.stdout.is_empty());
+}
