@@ -3,7 +3,7 @@
 
 Usage:
     sklearn_run.py TRAIN_CSV TEST_CSV FORMAT TASK SEED N_JOBS [--trees N] [--predict-runs N]
-                   [--warmup-seconds S]
+                   [--warmup-seconds S] [--save-model PATH | --predict-only PATH]
 
 FORMAT is nsl-kdd (no header, 43 columns: 41 features, attack name, difficulty) or kdd99 (header
 line, 42 columns: 41 features, label). TASK is binary (normal vs attack) or multiclass (normal,
@@ -20,11 +20,17 @@ Before them, with --warmup-seconds S > 0, untimed predictions run until S second
 (at least one; their count is warmup_runs). CSV loading and encoding are timed separately as
 load_seconds.
 
+--save-model PATH pickles the fitted forest and the category dictionaries after the timed
+predictions. --predict-only PATH loads such a file instead of reading TRAIN_CSV and fitting, and
+times predictions on TEST_CSV the same way (for alternating prediction rounds with fedids); its
+JSON object has mode "predict-only" and no fit or training fields.
+
 Prints exactly one JSON object on one line on stdout. Anything else goes to stderr.
 """
 
 import argparse
 import json
+import pickle
 import sys
 import time
 
@@ -113,6 +119,63 @@ def encode_features(feats, dictionaries):
     return np.ascontiguousarray(np.column_stack([cols[n] for n in FEATURES]), dtype=np.float32)
 
 
+def timed_predictions(clf, X_test, args):
+    """Untimed predictions for --warmup-seconds, then --predict-runs timed ones, which must agree:
+    (predictions, seconds of each timed run, untimed count)."""
+    warmup_runs = 0
+    if args.warmup_seconds > 0:
+        t0 = time.perf_counter()
+        while warmup_runs == 0 or time.perf_counter() - t0 < args.warmup_seconds:
+            clf.predict(X_test)
+            warmup_runs += 1
+    runs = []
+    y_pred = None
+    for _ in range(args.predict_runs):
+        t0 = time.perf_counter()
+        again = clf.predict(X_test)
+        runs.append(time.perf_counter() - t0)
+        if y_pred is None:
+            y_pred = again
+        elif not np.array_equal(again, y_pred):
+            raise SystemExit("predictions differ between timing runs")
+    return y_pred, runs, warmup_runs
+
+
+def predict_only(args):
+    """Times predictions of a forest saved by --save-model on TEST_CSV."""
+    with open(args.predict_only, "rb") as f:
+        saved = pickle.load(f)
+    if (saved["format"], saved["task"]) != (args.format, args.task):
+        raise SystemExit(f"{args.predict_only} holds a {saved['format']} {saved['task']} model, "
+                         f"not {args.format} {args.task}")
+    clf = saved["clf"]
+    clf.set_params(n_jobs=args.n_jobs)
+    t0 = time.perf_counter()
+    test_feats, test_raw = read_table(args.test_csv, args.format)
+    X_test = encode_features(test_feats, saved["dictionaries"])
+    y_test = encode_labels(test_raw, args.task, args.test_csv)
+    load_seconds = time.perf_counter() - t0
+    y_pred, runs, warmup_runs = timed_predictions(clf, X_test, args)
+    predict_seconds = float(np.median(runs))
+    out = {
+        "tool": "scikit-learn",
+        "mode": "predict-only",
+        "sklearn_version": sklearn.__version__,
+        "format": args.format,
+        "task": args.task,
+        "n_jobs": args.n_jobs,
+        "n_test": int(X_test.shape[0]),
+        "load_seconds": load_seconds,
+        "predict_seconds": predict_seconds,
+        "predict_runs_seconds": runs,
+        "warmup_runs": warmup_runs,
+        "rows_per_second": X_test.shape[0] / predict_seconds,
+        "accuracy": float(accuracy_score(y_test, y_pred)),
+    }
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("train_csv")
@@ -124,11 +187,18 @@ def main():
     ap.add_argument("--trees", type=int, default=100)
     ap.add_argument("--predict-runs", type=int, default=1)
     ap.add_argument("--warmup-seconds", type=float, default=0.0)
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--save-model", metavar="PATH")
+    mode.add_argument("--predict-only", metavar="PATH")
     args = ap.parse_args()
     if args.predict_runs < 1:
         raise SystemExit("--predict-runs must be at least 1")
     if not args.warmup_seconds >= 0.0 or args.warmup_seconds == float("inf"):
         raise SystemExit("--warmup-seconds must be a finite number of seconds, 0 or more")
+
+    if args.predict_only:
+        predict_only(args)
+        return
 
     t0 = time.perf_counter()
     train_feats, train_raw = read_table(args.train_csv, args.format)
@@ -153,23 +223,12 @@ def main():
     clf.fit(X_train, y_train)
     fit_seconds = time.perf_counter() - t0
 
-    warmup_runs = 0
-    if args.warmup_seconds > 0:
-        t0 = time.perf_counter()
-        while warmup_runs == 0 or time.perf_counter() - t0 < args.warmup_seconds:
-            clf.predict(X_test)
-            warmup_runs += 1
-    runs = []
-    y_pred = None
-    for _ in range(args.predict_runs):
-        t0 = time.perf_counter()
-        again = clf.predict(X_test)
-        runs.append(time.perf_counter() - t0)
-        if y_pred is None:
-            y_pred = again
-        elif not np.array_equal(again, y_pred):
-            raise SystemExit("predictions differ between timing runs")
+    y_pred, runs, warmup_runs = timed_predictions(clf, X_test, args)
     predict_seconds = float(np.median(runs))
+    if args.save_model:
+        with open(args.save_model, "wb") as f:
+            pickle.dump({"clf": clf, "dictionaries": dictionaries, "format": args.format,
+                         "task": args.task}, f, protocol=pickle.HIGHEST_PROTOCOL)
 
     # Detection rate = attack rows predicted as any attack class; false-alarm rate = normal rows
     # predicted as any attack class (the same definitions for both tasks).
