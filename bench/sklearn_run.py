@@ -143,8 +143,16 @@ def timed_predictions(clf, X_test, args):
 
 def predict_only(args):
     """Times predictions of a forest saved by --save-model on TEST_CSV."""
-    with open(args.predict_only, "rb") as f:
-        saved = pickle.load(f)
+    try:
+        with open(args.predict_only, "rb") as f:
+            saved = pickle.load(f)
+    except OSError as e:
+        raise SystemExit(f"{args.predict_only}: cannot read the saved model: {e.strerror}")
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError,
+            TypeError, IndexError, KeyError) as e:
+        raise SystemExit(f"{args.predict_only}: not a model saved by --save-model ({e})")
+    if not (isinstance(saved, dict) and {"clf", "dictionaries", "format", "task"} <= set(saved)):
+        raise SystemExit(f"{args.predict_only}: not a model saved by --save-model")
     if (saved["format"], saved["task"]) != (args.format, args.task):
         raise SystemExit(f"{args.predict_only} holds a {saved['format']} {saved['task']} model, "
                          f"not {args.format} {args.task}")
