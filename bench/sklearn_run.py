@@ -141,6 +141,23 @@ def timed_predictions(clf, X_test, args):
     return y_pred, runs, warmup_runs
 
 
+def prediction_fields(n_test, runs, warmup_runs, y_test, y_pred):
+    """The JSON fields on the timed predictions that both modes report."""
+    predict_seconds = float(np.median(runs))
+    return {
+        "predict_seconds": predict_seconds,
+        "predict_runs_seconds": runs,
+        "warmup_runs": warmup_runs,
+        "rows_per_second": n_test / predict_seconds,
+        "accuracy": float(accuracy_score(y_test, y_pred)),
+    }
+
+
+def emit(out):
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+
+
 def predict_only(args):
     """Times predictions of a forest saved by --save-model on TEST_CSV."""
     try:
@@ -164,8 +181,7 @@ def predict_only(args):
     y_test = encode_labels(test_raw, args.task, args.test_csv)
     load_seconds = time.perf_counter() - t0
     y_pred, runs, warmup_runs = timed_predictions(clf, X_test, args)
-    predict_seconds = float(np.median(runs))
-    out = {
+    emit({
         "tool": "scikit-learn",
         "mode": "predict-only",
         "sklearn_version": sklearn.__version__,
@@ -174,14 +190,8 @@ def predict_only(args):
         "n_jobs": args.n_jobs,
         "n_test": int(X_test.shape[0]),
         "load_seconds": load_seconds,
-        "predict_seconds": predict_seconds,
-        "predict_runs_seconds": runs,
-        "warmup_runs": warmup_runs,
-        "rows_per_second": X_test.shape[0] / predict_seconds,
-        "accuracy": float(accuracy_score(y_test, y_pred)),
-    }
-    sys.stdout.write(json.dumps(out) + "\n")
-    sys.stdout.flush()
+        **prediction_fields(X_test.shape[0], runs, warmup_runs, y_test, y_pred),
+    })
 
 
 def main():
@@ -232,7 +242,6 @@ def main():
     fit_seconds = time.perf_counter() - t0
 
     y_pred, runs, warmup_runs = timed_predictions(clf, X_test, args)
-    predict_seconds = float(np.median(runs))
     if args.save_model:
         with open(args.save_model, "wb") as f:
             pickle.dump({"clf": clf, "dictionaries": dictionaries, "format": args.format,
@@ -259,11 +268,7 @@ def main():
         "n_test": int(X_test.shape[0]),
         "load_seconds": load_seconds,
         "fit_seconds": fit_seconds,
-        "predict_seconds": predict_seconds,
-        "predict_runs_seconds": runs,
-        "warmup_runs": warmup_runs,
-        "rows_per_second": X_test.shape[0] / predict_seconds,
-        "accuracy": float(accuracy_score(y_test, y_pred)),
+        **prediction_fields(X_test.shape[0], runs, warmup_runs, y_test, y_pred),
         # average="macro" over the labels present in y_test or y_pred (sklearn's default).
         "macro_f1": float(f1_score(y_test, y_pred, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(y_test, y_pred, average="weighted", zero_division=0)),
@@ -274,8 +279,7 @@ def main():
         "mean_tree_depth": float(np.mean([e.get_depth() for e in clf.estimators_])),
         "mean_tree_leaves": float(np.mean([e.get_n_leaves() for e in clf.estimators_])),
     }
-    sys.stdout.write(json.dumps(out) + "\n")
-    sys.stdout.flush()
+    emit(out)
 
 
 if __name__ == "__main__":
