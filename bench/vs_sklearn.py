@@ -470,7 +470,12 @@ def run_predict_rounds(workload, test, args, env, logs_dir, sk_model, fe_model, 
                 errors.append(f"{tool} prediction round {i}: accuracy {acc!r}, the main run "
                               f"gave {want!r}")
                 break
-            rates[tool] = out.get("rows_per_second")
+            rate = out.get("rows_per_second")
+            if not (isinstance(rate, (int, float)) and rate > 0):
+                errors.append(f"{tool} prediction round {i}: rows_per_second = {rate!r} is not "
+                              "a positive number")
+                break
+            rates[tool] = rate
         if errors:
             break
         ratio = rates["fedids"] / rates["scikit-learn"]
@@ -478,14 +483,18 @@ def run_predict_rounds(workload, test, args, env, logs_dir, sk_model, fe_model, 
                        "fedids": rates["fedids"], "ratio": ratio})
         log(f"  round {i}: scikit-learn {rates['scikit-learn']:,.0f} rows/s, fedids "
             f"{rates['fedids']:,.0f} rows/s, {ratio:.2f}x")
-    def med(xs):
-        xs = sorted(xs)
-        n = len(xs)
-        return None if n == 0 else (xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2)
     return {"workload": workload, "rounds": rounds, "errors": errors,
-            "sklearn_median": med([r["scikit-learn"] for r in rounds]),
-            "fedids_median": med([r["fedids"] for r in rounds]),
-            "ratio_median": None if errors else med([r["ratio"] for r in rounds])}
+            "sklearn_median": median([r["scikit-learn"] for r in rounds]),
+            "fedids_median": median([r["fedids"] for r in rounds]),
+            "ratio_median": None if errors else median([r["ratio"] for r in rounds])}
+
+
+def median(xs):
+    """The median of a list of numbers, None for an empty one (`statistics` is not imported, to
+    keep this process's RSS floor low)."""
+    xs = sorted(xs)
+    n = len(xs)
+    return None if n == 0 else (xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2)
 
 
 def compare(workload, sk, fe, rounds=None):
