@@ -319,13 +319,24 @@ def empty_row(workload, tool, args):
     return row
 
 
-def run_sklearn(workload, train, test, args, env, logs_dir, save_model=None):
+def sklearn_cmd(workload, train, test, args, *extra):
+    """sklearn_run.py on these files, with the benchmark's timing options."""
     fmt, task, _ = WORKLOADS[workload]
+    return [sys.executable, os.path.join(BENCH_DIR, "sklearn_run.py"), train, test, fmt, task,
+            str(args.seed), str(args.threads), *extra, "--predict-runs", str(args.predict_runs),
+            "--warmup-seconds", str(args.warmup_seconds)]
+
+
+def fedids_eval_cmd(model, test, args):
+    """`fedids eval` of a model on a file, with the benchmark's timing options."""
+    return [args.fedids, "eval", "--model", model, "--data", test, "--threads",
+            str(args.threads), "--timing-runs", str(args.predict_runs),
+            "--timing-warmup", str(args.warmup_seconds), "--json", "--quiet"]
+
+
+def run_sklearn(workload, train, test, args, env, logs_dir, save_model=None):
     row = empty_row(workload, "scikit-learn", args)
-    cmd = [sys.executable, os.path.join(BENCH_DIR, "sklearn_run.py"), train, test, fmt, task,
-           str(args.seed), str(args.threads), "--trees", str(args.trees),
-           "--predict-runs", str(args.predict_runs),
-           "--warmup-seconds", str(args.warmup_seconds)]
+    cmd = sklearn_cmd(workload, train, test, args, "--trees", str(args.trees))
     if save_model:
         cmd += ["--save-model", save_model]
     log(f"  scikit-learn: {' '.join(cmd[1:])}")
@@ -376,9 +387,7 @@ def run_fedids(workload, train, test, args, env, logs_dir, tmp_dir, expect):
                fit_seconds=tout.get("fit_seconds"), model_bytes=tout.get("model_bytes"),
                model_hash=tout.get("model_hash"))
 
-    eval_cmd = [args.fedids, "eval", "--model", model, "--data", test, "--threads",
-                str(args.threads), "--timing-runs", str(args.predict_runs),
-                "--timing-warmup", str(args.warmup_seconds), "--json", "--quiet"]
+    eval_cmd = fedids_eval_cmd(model, test, args)
     log(f"  fedids: {' '.join(eval_cmd[1:])}")
     ev = run_child(eval_cmd, env, os.path.join(logs_dir, f"{workload}.fedids-eval"), args.timeout)
     row["eval_rss_mib"] = mib(ev["maxrss_kib"])
@@ -436,7 +445,6 @@ def run_predict_rounds(workload, test, args, env, logs_dir, sk_model, fe_model, 
     """Prediction only, both tools in turn, `args.predict_rounds` times (the first tool
     alternates): each round's ratio compares two measurements minutes apart at most. Every
     round must give the main run's accuracy."""
-    fmt, task, _ = WORKLOADS[workload]
     rounds, errors = [], []
     round_logs = os.path.join(logs_dir, "predict-rounds")
     os.makedirs(round_logs, exist_ok=True)
@@ -445,15 +453,11 @@ def run_predict_rounds(workload, test, args, env, logs_dir, sk_model, fe_model, 
         rates = {}
         for tool in order:
             if tool == "scikit-learn":
-                cmd = [sys.executable, os.path.join(BENCH_DIR, "sklearn_run.py"), "-", test,
-                       fmt, task, str(args.seed), str(args.threads),
-                       "--predict-runs", str(args.predict_runs),
-                       "--warmup-seconds", str(args.warmup_seconds), "--predict-only", sk_model]
+                # TRAIN_CSV ("-") is not read in this mode.
+                cmd = sklearn_cmd(workload, "-", test, args) + ["--predict-only", sk_model]
                 want = sk_row["accuracy"]
             else:
-                cmd = [args.fedids, "eval", "--model", fe_model, "--data", test, "--threads",
-                       str(args.threads), "--timing-runs", str(args.predict_runs),
-                       "--timing-warmup", str(args.warmup_seconds), "--json", "--quiet"]
+                cmd = fedids_eval_cmd(fe_model, test, args)
                 want = fe_row["accuracy"]
             res = run_child(cmd, env, os.path.join(round_logs, f"{workload}.{i}.{tool}"),
                             args.timeout)
