@@ -2,7 +2,8 @@
 // row's box. Copy to crates/forest/examples/zz_boxes.rs; KEYT=8 cargo run --release -p fedids-forest --example
 // zz_boxes -- MODEL DATA 1024 MAXCHECKS   (output: decision_boxes.txt)
 // Scratch: how often a row falls inside an earlier row's decision box (the intersection of the
-// leaf cells of the trees that decided that row with early exits), per block and over the file.
+// leaf cells of the trees that decided that row with early exits); a block sees the boxes of
+// earlier blocks only (CACHES=2: even and odd blocks keep separate boxes).
 use fedids_data::{load_path_with_schema, LoadOptions};
 use fedids_forest::model;
 use std::path::Path;
@@ -24,7 +25,7 @@ fn main() {
     let kmax: usize = a.get(4).map(|s| s.parse().unwrap()).unwrap_or(16);
     let (mut hits, mut walks, mut checks) = (0usize, 0usize, 0usize);
     let keyt: usize = std::env::var("KEYT").map(|s| s.parse().unwrap()).unwrap_or(1);
-    // boxes bucketed by the leaf of tree 0; a block sees the boxes of earlier blocks only
+    // boxes bucketed by the leaves of the first KEYT trees; a block sees the boxes of earlier blocks only
     let caches: usize = std::env::var("CACHES").map(|s| s.parse().unwrap()).unwrap_or(1);
     let mut all_buckets: Vec<std::collections::HashMap<Vec<usize>, Vec<(Vec<f32>, Vec<f32>, usize)>>> = (0..caches).map(|_| Default::default()).collect();
     let mut boxes_made = 0usize;
@@ -69,6 +70,5 @@ fn main() {
         }
         pending.push((l0c, (lo, hi, class)));
     }
-    let distinct_hits = 0; let _ = distinct_hits;
     println!("{caches} caches, {boxes_made} boxes; {n} rows, blocks of {block}, up to {kmax} boxes checked in the bucket of the first {keyt} trees' leaves: {hits} hits ({:.1}%), {:.2} checks per row, {:.1} walks per row", 100.0 * hits as f64 / n as f64, checks as f64 / n as f64, walks as f64 / n as f64);
 }
