@@ -3,8 +3,9 @@
 //! Prints, in one process: histogram fit time against exact fit time (the reference), and batched
 //! prediction throughput against a naive row-at-a-time loop over trees (the reference), the
 //! default kernel and block copy against the portable ones without CPU-specific code (the
-//! reference), the AVX-512 kernel where the CPU has it against the default (the reference), and
-//! classes found with early exits against all probabilities (the reference).
+//! reference), the AVX-512 kernel where the CPU has it against the default (the reference),
+//! classes found with early exits against all probabilities (the reference), and classes from
+//! row sets where the CPU has AVX2 against the portable walk's (the reference).
 //! Run: `cargo bench -p fedids-forest --bench forest`
 
 use std::time::Instant;
@@ -106,17 +107,38 @@ fn main() {
         }
         Err(e) => println!("predict {n_trees} trees: no AVX-512 comparison ({e})"),
     }
+    let classes = |p: &fedids_forest::Predictor| {
+        let t = Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(p.predict(&x).unwrap());
+        }
+        (reps * n) as f64 / t.elapsed().as_secs_f64()
+    };
+    match hist.predictor_with(fedids_forest::Kernel::Sets) {
+        Ok(sets) => {
+            let walk = classes(&hist.predictor().portable());
+            let sets = classes(&sets);
+            println!(
+                "predict {n_trees} trees, classes: row sets {sets:.0} rows/s, portable walk with early exits {walk:.0} rows/s, ratio {:.2}x",
+                sets / walk
+            );
+        }
+        Err(e) => println!("predict {n_trees} trees: no row-sets comparison ({e})"),
+    }
+    // The walk's early exits (row sets evaluate every tree).
+    let walker = hist.predictor().portable();
+    let all_proba = rate(&walker);
     let t = Instant::now();
     let mut walks = 0;
     for _ in 0..reps {
-        walks = std::hint::black_box(fast.predict_counting(&x).unwrap()).1;
+        walks = std::hint::black_box(walker.predict_counting(&x).unwrap()).1;
     }
     let labels = (reps * n) as f64 / t.elapsed().as_secs_f64();
     println!(
-        "predict {n_trees} trees: classes with early exits {labels:.0} rows/s ({:.0}% of the walks), \
-         all probabilities {batched:.0} rows/s, ratio {:.2}x",
+        "predict {n_trees} trees, portable walk: classes with early exits {labels:.0} rows/s ({:.0}% of the walks), \
+         all probabilities {all_proba:.0} rows/s, ratio {:.2}x",
         100.0 * walks as f64 / (n * n_trees) as f64,
-        labels / batched
+        labels / all_proba
     );
     let t = Instant::now();
     let mut row = vec![0.0f32; nf];

@@ -37,6 +37,7 @@ mod forest;
 mod metrics;
 pub mod model;
 mod predict;
+mod sets;
 mod train;
 mod tree;
 

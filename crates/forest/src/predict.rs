@@ -40,6 +40,7 @@ use fedids_data::FeatureMatrix;
 use rayon::prelude::*;
 
 use crate::error::ForestError;
+use crate::sets::{self, SetForest, SetScratch, UNDECIDED};
 use crate::tree::{argmax, Tree};
 
 /// Rows walked through a tree together by the portable kernel: their states fit in registers.
@@ -60,17 +61,25 @@ const EXIT_EVERY: usize = 4;
 /// scaling to means, so the class `predict_proba` would give is the leading one, strictly.
 const MARGIN: f64 = 1.0 / 4096.0;
 
-/// Which inner loop finds the leaves. Both give the same outputs, bit for bit.
+/// Which inner loop finds the leaves. All give the same outputs, bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     /// Scalar interleaved walk, lanes refilled as rows finish; runs everywhere.
     Portable,
     /// AVX-512F gathers with lanes refilled as rows finish.
     Avx512,
+    /// Row sets (x86-64 with AVX2) for [`Predictor::predict`]'s classes: each tree runs once
+    /// per group of 512 rows on bit sets of rows (see `sets.rs`); rows that reach a leaf with
+    /// mixed class values, and every probability, go to the portable walk.
+    Sets,
 }
 
-/// The environment variable that picks the kernel: `portable` (the default) or `avx512`.
+/// The environment variable that picks the kernel: `sets` (the default where the CPU has AVX2),
+/// `portable` (the default elsewhere) or `avx512`.
 pub const KERNEL_ENV: &str = "FEDIDS_KERNEL";
+
+/// What [`KERNEL_ENV`] accepts.
+const KERNEL_VALUES: &str = "expected `sets`, `portable` or `avx512`";
 
 impl Kernel {
     /// The kernel [`KERNEL_ENV`] asks for: `None` when it is unset or empty, an error naming the
@@ -80,11 +89,20 @@ impl Kernel {
         match std::env::var(KERNEL_ENV) {
             Err(std::env::VarError::NotPresent) => Ok(None),
             Err(std::env::VarError::NotUnicode(v)) => Err(ForestError::Kernel(format!(
-                "{KERNEL_ENV}={v:?}: expected `portable` or `avx512`"
+                "{KERNEL_ENV}={v:?}: {KERNEL_VALUES}"
             ))),
             Ok(v) => match v.trim() {
                 "" => Ok(None),
                 "portable" => Ok(Some(Kernel::Portable)),
+                "sets" => {
+                    if sets::available() {
+                        Ok(Some(Kernel::Sets))
+                    } else {
+                        Err(ForestError::Kernel(format!(
+                            "{KERNEL_ENV}=sets, but this CPU has no AVX2"
+                        )))
+                    }
+                }
                 "avx512" => {
                     if avx512::available() {
                         Ok(Some(Kernel::Avx512))
@@ -95,35 +113,44 @@ impl Kernel {
                     }
                 }
                 other => Err(ForestError::Kernel(format!(
-                    "{KERNEL_ENV}={other:?}: expected `portable` or `avx512`"
+                    "{KERNEL_ENV}={other:?}: {KERNEL_VALUES}"
                 ))),
             },
         }
     }
 
-    /// The kernel [`Forest::predictor`](crate::Forest::predictor) uses: the one [`KERNEL_ENV`]
-    /// names, else [`Kernel::Portable`].
+    /// The kernel [`Forest::predictor`](crate::Forest::predictor) asks for: the one
+    /// [`KERNEL_ENV`] names, else [`Kernel::Sets`] where the CPU has AVX2, else
+    /// [`Kernel::Portable`]. A forest that does not suit row sets gets the portable kernel.
     ///
-    /// The portable kernel is the default on every CPU because it is the faster one on every CPU
-    /// we have measured since its refills were tuned: on a Zen 4 EPYC (AVX-512F, gathers split
-    /// into micro-ops) the AVX-512 kernel ran at 0.59-0.65x its rate on NSL-KDD, one process
-    /// timing both in turn (`docs/performance.md`). The AVX-512 kernel stays for CPUs whose
-    /// gathers are cheaper; `cargo bench -p fedids-forest --bench forest` compares the two.
+    /// Of the walking kernels, the portable one is the faster on every CPU we have measured
+    /// since its refills were tuned: on a Zen 4 EPYC (AVX-512F, gathers split into micro-ops) the
+    /// AVX-512 kernel ran at 0.59-0.65x its rate on NSL-KDD, one process timing both in turn
+    /// (`docs/performance.md`). The AVX-512 kernel stays for CPUs whose gathers are cheaper;
+    /// `cargo bench -p fedids-forest --bench forest` compares them all.
     pub fn preferred() -> Kernel {
         static PREFERRED: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *PREFERRED.get_or_init(|| {
             Kernel::from_env()
                 .ok()
                 .flatten()
-                .unwrap_or(Kernel::Portable)
+                .unwrap_or(if sets::available() {
+                    Kernel::Sets
+                } else {
+                    Kernel::Portable
+                })
         })
     }
 
     /// Rows per parallel task: the row-major copy of a block stays in L2 while every tree runs,
     /// and the refilling kernels' tail (where lanes run out of rows) comes once per 1,024 rows
-    /// and tree.
+    /// and tree. Row sets take 2,048, so that a block's distinct rows, where flows repeat, still
+    /// fill their groups of 512.
     fn block(self) -> usize {
-        1024
+        match self {
+            Kernel::Sets => 2048,
+            Kernel::Portable | Kernel::Avx512 => 1024,
+        }
     }
 }
 
@@ -245,6 +272,8 @@ fn packable(trees: &[Tree], n_features: usize) -> bool {
 /// A forest's trees in inference layout. Build once, predict many batches.
 pub struct Predictor {
     trees: Vec<CompiledTree>,
+    /// The trees as row sets, for [`Kernel::Sets`].
+    sets: Option<SetForest>,
     n_features: usize,
     n_classes: usize,
     kernel: Kernel,
@@ -286,6 +315,13 @@ impl Predictor {
                     .into()
             }));
         }
+        let sets = match kernel {
+            Kernel::Sets => Some(
+                SetForest::new(trees, n_classes, order_key, pure_class)
+                    .map_err(ForestError::Kernel)?,
+            ),
+            Kernel::Portable | Kernel::Avx512 => None,
+        };
         let compiled = trees
             .par_iter()
             .map(|t| {
@@ -354,6 +390,7 @@ impl Predictor {
             .collect();
         Ok(Predictor {
             trees: compiled,
+            sets,
             n_features,
             n_classes,
             kernel,
@@ -376,6 +413,7 @@ impl Predictor {
     /// (for comparisons and tests).
     pub fn portable(mut self) -> Self {
         self.kernel = Kernel::Portable;
+        self.sets = None;
         self.tiled = false;
         self
     }
@@ -455,6 +493,25 @@ impl Predictor {
                     rows: mut ids,
                     copies,
                 } = distinct_rows(&mut buf, nf, rows);
+                // Row sets give the classes of the rows that met only pure leaves; the rest walk.
+                if let (Some(sets), Exit::Any, false) = (&self.sets, exit, with_proba) {
+                    let n = ids.len();
+                    let mut decided = vec![0u32; n];
+                    sets.classify(&buf, n, nf, &mut SetScratch::default(), &mut decided);
+                    walks += (n * n_trees) as u64;
+                    let mut kept = 0;
+                    for (k, &class) in decided.iter().enumerate() {
+                        if class == UNDECIDED {
+                            ids[kept] = ids[k];
+                            buf.copy_within(k * nf..(k + 1) * nf, kept * nf);
+                            kept += 1;
+                        } else {
+                            classes[ids[k] as usize] = class;
+                        }
+                    }
+                    ids.truncate(kept);
+                    buf[kept * nf..(kept + 1) * nf].fill(0);
+                }
                 let mut acc = vec![0.0f32; ids.len() * c];
                 let mut ends = vec![0u32; ids.len()];
                 let mut scratch = Scratch::default();
@@ -562,7 +619,7 @@ impl Predictor {
     fn row_major(&self, x: &FeatureMatrix, start: usize, rows: usize) -> Vec<u32> {
         let nf = self.n_features;
         let mut buf = vec![0u32; (rows + 1) * nf];
-        let keys = self.kernel == Kernel::Portable;
+        let keys = self.kernel != Kernel::Avx512;
         let cols: Vec<&[f32]> = (0..nf).map(|f| &x.column(f)[start..start + rows]).collect();
         // Tiles of 8 rows by 8 features where the CPU has AVX2: 8 loads from the columns, the
         // keys, a transpose in registers and 8 stores to the rows. Alternate blocks one way and
@@ -604,7 +661,7 @@ impl Predictor {
     fn walk(&self, t: usize, buf: &[u32], ends: &mut [u32], scratch: &mut Scratch) {
         let tree = &self.trees[t];
         match self.kernel {
-            Kernel::Portable => match &tree.nodes {
+            Kernel::Portable | Kernel::Sets => match &tree.nodes {
                 Nodes::Packed(nodes) => walk_refill(nodes, buf, self.n_features, ends),
                 Nodes::Wide(nodes) => walk_refill(nodes, buf, self.n_features, ends),
             },
@@ -1145,13 +1202,18 @@ mod tests {
     use crate::tree::{Node, LEAF};
 
     /// Every way this CPU can predict with these trees: the default predictor, the portable
-    /// kernel without the AVX2 block copy, and the AVX-512 kernel where the CPU and the trees
-    /// allow it (on a CPU without AVX-512F, `tests/forest.rs` says so aloud).
+    /// kernel without the AVX2 block copy, row sets where the CPU and the trees allow them, and
+    /// the AVX-512 kernel where the CPU and the trees allow it (on a CPU without AVX-512F,
+    /// `tests/forest.rs` says so aloud).
     fn kernels(trees: &[Tree], n_features: usize, n_classes: usize) -> Vec<Predictor> {
         let mut all = vec![
             Predictor::new(trees, n_features, n_classes),
             Predictor::new(trees, n_features, n_classes).portable(),
         ];
+        if let Ok(p) = Predictor::with_kernel(trees, n_features, n_classes, Kernel::Sets) {
+            assert_eq!(p.kernel(), Kernel::Sets);
+            all.push(p);
+        }
         if avx512::available() && packable(trees, n_features) {
             let p = Predictor::with_kernel(trees, n_features, n_classes, Kernel::Avx512).unwrap();
             assert_eq!(p.kernel(), Kernel::Avx512);
@@ -1344,7 +1406,8 @@ mod tests {
         let n = values.len() as u64;
 
         let unanimous = vec![stump([1.0, 0.0], [0.0, 1.0]); 100];
-        let p = Predictor::new(&unanimous, 1, 2);
+        // The walk's exits (row sets, where the CPU has them, evaluate every tree).
+        let p = Predictor::new(&unanimous, 1, 2).portable();
         let (pred, walks) = p.predict_counting(&x).unwrap();
         assert_eq!(pred, labels(&naive(&unanimous, &x, 2), 2));
         assert_eq!(pred[..4], [0, 1, 0, 1]);
@@ -1357,7 +1420,7 @@ mod tests {
         assert_eq!(proba[..4], [1.0, 0.0, 0.0, 0.0]);
 
         let tied = vec![stump([0.5, 0.5], [0.5, 0.5]); 100];
-        let p = Predictor::new(&tied, 1, 2);
+        let p = Predictor::new(&tied, 1, 2).portable();
         let (pred, walks) = p.predict_counting(&x).unwrap();
         assert_eq!(walks, 100 * n);
         assert!(pred.iter().all(|&c| c == 0));
@@ -1419,9 +1482,11 @@ mod tests {
             // Three blocks, four distinct rows in each as the portable kernel's keys tell them
             // (seven as the AVX-512 kernel's bits do: `-0.0` and `0.0`, and NaNs, differ); a row
             // agreed on by all 10 identical trees is decided at the first look, after 8 trees.
+            // (Row sets refuse these trees: their leaves are mixed.)
             let distinct = match p.kernel() {
                 Kernel::Portable => 4,
                 Kernel::Avx512 => 7,
+                Kernel::Sets => unreachable!("row sets refuse trees of mixed leaves"),
             };
             let range = 3 * distinct * 8..=3 * distinct * 10;
             assert!(
@@ -1465,7 +1530,7 @@ mod tests {
                 .collect();
             let x = FeatureMatrix::from_rows(n_rows, nf, &values);
             let leaf = tree(nf, 2, &[(false, 0, 0, 0.0)]);
-            for kernel in [Kernel::Portable, Kernel::Avx512] {
+            for kernel in [Kernel::Portable, Kernel::Sets, Kernel::Avx512] {
                 let mut tiled = Predictor::new(std::slice::from_ref(&leaf), nf, 2);
                 prop_assert_eq!(tiled.tiled, tiles::available());
                 // Only the copy runs here, never the AVX-512 kernel itself.
@@ -1475,7 +1540,7 @@ mod tests {
                 let mut want: Vec<u32> = values[start * nf..]
                     .iter()
                     .map(|&v| match kernel {
-                        Kernel::Portable => order_key(v),
+                        Kernel::Portable | Kernel::Sets => order_key(v),
                         Kernel::Avx512 => v.to_bits(),
                     })
                     .collect();
@@ -1637,6 +1702,164 @@ mod tests {
                     let settled = classes[r] == settle && row.iter().all(|&b| b == 0);
                     prop_assert!(row == exact || settled, "row {}: {:?} vs {:?}", r, row, exact);
                 }
+            }
+        }
+    }
+
+    /// `t` with every leaf pure (`1.0` for one class, `0.0` or `-0.0` for the others) except
+    /// every 13th, which is mixed: a near miss (`1.0` for one class, `0.5` for the next) or its
+    /// own values. At most a 13th of the leaves, so row sets take the forest.
+    fn mostly_pure(mut t: Tree) -> Tree {
+        let c = t.n_classes();
+        for (l, values) in t.leaf_values.chunks_exact_mut(c).enumerate() {
+            let k = (l * 7 + l / 5) % c;
+            if l % 13 != 12 {
+                values.fill(if l % 3 == 0 { -0.0 } else { 0.0 });
+                values[k] = 1.0;
+            } else if l % 2 == 0 {
+                values.fill(0.0);
+                values[k] = 1.0;
+                values[(k + 1) % c] = 0.5;
+            }
+        }
+        t
+    }
+
+    /// A row that met a mixed leaf is decided by its votes only when the mixed leaves cannot
+    /// close the gap: here one mixed leaf (`1.0` for class 0) ties class 0 with the leader,
+    /// class 1, and the tie goes to class 0.
+    #[test]
+    fn a_mixed_leaf_can_tie_the_leader() {
+        let stump = |low: [f32; 3], high: [f32; 3]| Tree {
+            n_features: 1,
+            n_classes: 3,
+            nodes: vec![
+                Node {
+                    feature: 0,
+                    threshold: 0.5,
+                    left: 1,
+                },
+                Node {
+                    feature: LEAF,
+                    threshold: 0.0,
+                    left: 0,
+                },
+                Node {
+                    feature: LEAF,
+                    threshold: 0.0,
+                    left: 1,
+                },
+            ],
+            leaf_values: [low, high].concat(),
+            importances: vec![0.0],
+        };
+        let one = |k: usize| {
+            let mut v = [0.0; 3];
+            v[k] = 1.0;
+            v
+        };
+        // Votes: class 1 ten, class 0 nine, one mixed leaf adding 1.0 to class 0 (and 0.5 to
+        // class 2): sums of 10, 10 and 0.5.
+        let mut trees = vec![
+            stump(one(1), one(1)),
+            stump([1.0, 0.0, 0.5], [1.0, 0.0, 0.5]),
+        ];
+        for _ in 0..9 {
+            trees.push(stump(one(0), one(0)));
+            trees.push(stump(one(1), one(1)));
+        }
+        let x = FeatureMatrix::from_rows(3, 1, &[0.0, 1.0, f32::NAN]);
+        let want = labels(&naive(&trees, &x, 3), 3);
+        assert_eq!(want, [0, 0, 0]);
+        for p in kernels(&trees, 1, 3) {
+            assert_eq!(p.predict(&x).unwrap(), want, "{:?} kernel", p.kernel());
+        }
+        if sets::available() {
+            let p = Predictor::with_kernel(&trees, 1, 3, Kernel::Sets).unwrap();
+            // Every distinct row (0.0, 1.0; NaN goes left as 0.0 does, but is a row of its own)
+            // through the sets, then walked again.
+            assert_eq!(p.predict_counting(&x).unwrap(), (want, 3 * 20 * 2));
+        }
+    }
+
+    #[test]
+    fn row_sets_run_where_avx2_is() {
+        let trees = [mostly_pure(tree(
+            2,
+            3,
+            &[(true, 0, 1, 0.5), (false, 0, 0, 0.0), (false, 0, 0, 0.0)],
+        ))];
+        let p = Predictor::with_kernel(&trees, 2, 3, Kernel::Sets);
+        if sets::available() {
+            assert_eq!(p.unwrap().kernel(), Kernel::Sets);
+            assert_eq!(Predictor::new(&trees, 2, 3).kernel(), Kernel::preferred());
+        } else {
+            eprintln!("NOTE: no AVX2 on this CPU: row sets are not checked");
+            let err = p.err().expect("refused").to_string();
+            assert!(err.contains("AVX2"), "{err}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Row sets give the classes the walk and the row-at-a-time reference give: on any
+        /// number of rows (groups of uneven sizes, blocks, repeats) and trees (shared subtrees
+        /// included), with NaN, infinities, signed zeros and values equal to thresholds among
+        /// the inputs, and with some mixed leaves, whose rows are either decided by their pure
+        /// votes or walked.
+        #[test]
+        fn row_sets_classify_as_the_walk_does(
+            n_features in 1usize..6,
+            n_classes in prop_oneof![4 => 2usize..7, 1 => 7usize..16],
+            shapes in proptest::collection::vec(
+                proptest::collection::vec(
+                    (
+                        any::<bool>(),
+                        any::<u32>(),
+                        any::<u32>(),
+                        prop_oneof![
+                            3 => -4.0f32..4.0,
+                            1 => (-16i32..16).prop_map(|k| k as f32 * 0.25),
+                            1 => Just(-0.0f32),
+                        ],
+                    ),
+                    1..120,
+                ),
+                1..40,
+            ),
+            n_rows in prop_oneof![3 => 0usize..1100, 1 => 1100usize..2600],
+            period in prop_oneof![1 => 1usize..8, 2 => Just(usize::MAX)],
+            cells in proptest::collection::vec(
+                prop_oneof![
+                    8 => (-20i32..20).prop_map(|k| k as f32 * 0.25),
+                    4 => -5.0f32..5.0,
+                    1 => Just(f32::NAN),
+                    1 => Just(f32::INFINITY),
+                    1 => Just(f32::NEG_INFINITY),
+                    1 => Just(-0.0f32),
+                ],
+                1..64,
+            ),
+        ) {
+            let trees: Vec<Tree> = shapes
+                .iter()
+                .map(|p| mostly_pure(tree(n_features, n_classes, p)))
+                .collect();
+            let values: Vec<f32> = (0..n_rows * n_features)
+                .map(|k| (k / n_features % period) * n_features + k % n_features)
+                .map(|k| cells[k % cells.len()] + (k / cells.len() % 3) as f32 * 0.25)
+                .collect();
+            let x = FeatureMatrix::from_rows(n_rows, n_features, &values);
+            let want = labels(&naive(&trees, &x, n_classes), n_classes);
+            match Predictor::with_kernel(&trees, n_features, n_classes, Kernel::Sets) {
+                Ok(p) => {
+                    prop_assert_eq!(p.kernel(), Kernel::Sets);
+                    prop_assert_eq!(&p.predict(&x).unwrap(), &want);
+                    let portable = Predictor::new(&trees, n_features, n_classes).portable();
+                    prop_assert_eq!(&portable.predict(&x).unwrap(), &want);
+                }
+                Err(e) => prop_assert!(!sets::available(), "refused: {}", e),
             }
         }
     }

@@ -54,6 +54,11 @@ impl Tree {
         self.n_features as usize
     }
 
+    /// Class probabilities of every leaf, `n_classes` per leaf, in leaf order.
+    pub fn leaf_values(&self) -> &[f32] {
+        &self.leaf_values
+    }
+
     pub fn n_leaves(&self) -> usize {
         self.leaf_values.len() / self.n_classes.max(1) as usize
     }
