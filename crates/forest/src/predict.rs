@@ -69,8 +69,9 @@ pub enum Kernel {
     /// AVX-512F gathers with lanes refilled as rows finish.
     Avx512,
     /// Row sets (x86-64 with AVX2) for [`Predictor::predict`]'s classes: each tree runs once
-    /// per group of 512 rows on bit sets of rows (see `sets.rs`); rows that reach a leaf with
-    /// mixed class values, and every probability, go to the portable walk.
+    /// per group of 1,024 rows on bit sets of rows (see `sets.rs`); rows that reach a leaf with
+    /// mixed class values the votes cannot settle, and every probability, go to the portable
+    /// walk.
     Sets,
 }
 
@@ -144,11 +145,11 @@ impl Kernel {
 
     /// Rows per parallel task: the row-major copy of a block stays in L2 while every tree runs,
     /// and the refilling kernels' tail (where lanes run out of rows) comes once per 1,024 rows
-    /// and tree. Row sets take 2,048, so that a block's distinct rows, where flows repeat, still
-    /// fill their groups of 512.
+    /// and tree. Row sets take 4,096, so that a block's distinct rows, where flows repeat, still
+    /// fill their groups of 1,024.
     fn block(self) -> usize {
         match self {
-            Kernel::Sets => 2048,
+            Kernel::Sets => 4096,
             Kernel::Portable | Kernel::Avx512 => 1024,
         }
     }
@@ -497,7 +498,12 @@ impl Predictor {
                 if let (Some(sets), Exit::Any, false) = (&self.sets, exit, with_proba) {
                     let n = ids.len();
                     let mut decided = vec![0u32; n];
-                    sets.classify(&buf, n, nf, &mut SetScratch::default(), &mut decided);
+                    let cols: Vec<&[f32]> =
+                        (0..nf).map(|f| &x.column(f)[start..start + rows]).collect();
+                    SET_SCRATCH.with(|scratch| {
+                        let scratch = &mut scratch.borrow_mut();
+                        sets.classify(&cols, &ids, order_key, scratch, &mut decided)
+                    });
                     walks += (n * n_trees) as u64;
                     let mut kept = 0;
                     for (k, &class) in decided.iter().enumerate() {
@@ -1035,6 +1041,12 @@ fn hash_row(row: &[u32]) -> u64 {
     }
     let mut s = h[0] ^ h[1].rotate_left(16) ^ h[2].rotate_left(32) ^ h[3].rotate_left(48);
     fedids_rng::splitmix64(&mut s)
+}
+
+thread_local! {
+    /// Each thread's memory for row sets (index, stack, keys: about 250 KB on NSL-KDD's forests),
+    /// kept from block to block.
+    static SET_SCRATCH: std::cell::RefCell<SetScratch> = std::cell::RefCell::default();
 }
 
 /// Classes, probabilities (if asked for) and the (row, tree) walks it took.
