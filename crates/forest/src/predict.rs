@@ -30,9 +30,12 @@
 //! are the first of their kind in their block. Where rows hardly repeat (NSL-KDD), finding that out
 //! costs a hash and a probe per row, about 2% of the prediction time.
 //!
-//! [`Predictor::predict`] wants classes, not probabilities, so from the middle of the forest on
-//! it drops the rows whose class the remaining trees can no longer change (compacting the
-//! block), and still returns exactly the argmax of [`Predictor::predict_proba`].
+//! [`Predictor::predict`] wants classes, not probabilities. Where the CPU has AVX2, its default
+//! ([`Kernel::Sets`]) runs each tree once per group of rows on bit sets of rows instead of
+//! walking them (`sets.rs`), and walks only the rows whose mixed leaves leave their class open.
+//! Walking, from the middle of the forest on it drops the rows whose class the remaining trees
+//! can no longer change (compacting the block). Either way it returns exactly the argmax of
+//! [`Predictor::predict_proba`].
 //! [`Predictor::predict_settling`] drops only the rows decided to be one class (detection:
 //! benign), and gives every other row its exact probabilities.
 
@@ -1791,6 +1794,49 @@ mod tests {
             // Every distinct row (0.0, 1.0; NaN goes left as 0.0 does, but is a row of its own)
             // through the sets, then walked again.
             assert_eq!(p.predict_counting(&x).unwrap(), (want, 3 * 20 * 2));
+        }
+    }
+
+    /// Leaf values may exceed 1 (a model file only promises finite values of at least 0): a
+    /// mixed leaf worth 3.0 to class 0 overturns a lead of two votes.
+    #[test]
+    fn mixed_leaves_worth_more_than_a_vote() {
+        let stump = |v: [f32; 2]| Tree {
+            n_features: 1,
+            n_classes: 2,
+            nodes: vec![
+                Node {
+                    feature: 0,
+                    threshold: 0.5,
+                    left: 1,
+                },
+                Node {
+                    feature: LEAF,
+                    threshold: 0.0,
+                    left: 0,
+                },
+                Node {
+                    feature: LEAF,
+                    threshold: 0.0,
+                    left: 1,
+                },
+            ],
+            leaf_values: [v, v].concat(),
+            importances: vec![0.0],
+        };
+        // Class 1: 11 votes; class 0: 9 votes and one mixed leaf adding 3.0 (and 0.5 to 1).
+        let mut trees = vec![stump([3.0, 0.5])];
+        trees.extend((0..9).map(|_| stump([1.0, 0.0])));
+        trees.extend((0..11).map(|_| stump([0.0, 1.0])));
+        let x = FeatureMatrix::from_rows(2, 1, &[0.0, 1.0]);
+        let want = labels(&naive(&trees, &x, 2), 2);
+        assert_eq!(want, [0, 0]);
+        for p in kernels(&trees, 1, 2) {
+            assert_eq!(p.predict(&x).unwrap(), want, "{:?} kernel", p.kernel());
+        }
+        if sets::available() {
+            let p = Predictor::with_kernel(&trees, 1, 2, Kernel::Sets).unwrap();
+            assert_eq!(p.predict(&x).unwrap(), want);
         }
     }
 

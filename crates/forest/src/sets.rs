@@ -75,7 +75,11 @@ const MAX_MIXED_SHARE: f64 = 0.1;
 struct Bits([u64; WORDS]);
 
 /// All zeros, then all ones: a node's masks are byte offsets into this (0 or 32).
-static MASKS: [u64; 8] = [0, 0, 0, 0, !0, !0, !0, !0];
+static MASKS: Masks = Masks([0, 0, 0, 0, !0, !0, !0, !0]);
+
+/// Aligned for 256-bit loads.
+#[repr(C, align(32))]
+struct Masks([u64; 8]);
 
 /// One node of a tree in preorder, as the set walk reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +119,11 @@ pub(crate) struct SetForest {
     slots: usize,
     /// Bit planes of each class's vote counter: enough to count every tree.
     vote_planes: usize,
+    /// The largest value of any mixed leaf: the most one adds to a class's sum.
+    mixed_top: f64,
+    /// Beyond the mixed leaves' reach, the lead a row that met one needs over the runner-up:
+    /// far above the rounding of the `f32` sums (the walk's own early exits use this bound).
+    margin: f64,
 }
 
 /// Per-task memory of [`SetForest::classify`].
@@ -226,6 +235,18 @@ impl SetForest {
                  walking kernel, and take at most a tenth"
             ));
         }
+        let mixed_top = trees
+            .iter()
+            .flat_map(|t| t.leaf_values().chunks_exact(t.n_classes()))
+            .filter(|v| pure_class(v).is_none())
+            .flat_map(|v| v.iter())
+            .fold(0.0f64, |m, &v| m.max(v as f64));
+        // The most all trees can add to one class (leaf values are finite and at least 0).
+        let total: f64 = trees
+            .iter()
+            .map(|t| t.leaf_values().iter().fold(0.0f64, |m, &v| m.max(v as f64)))
+            .sum();
+        let margin = total * (1.0 / 4096.0 + trees.len() as f64 * f32::EPSILON as f64);
         // Preorder: each node's threshold set (none for a leaf), its stack height (pending
         // right children, the top included) before it, and a leaf's class (`mixed` for a mixed
         // leaf). Slots are given once the deepest stack, hence the spare slot, is known.
@@ -335,6 +356,8 @@ impl SetForest {
             trees,
             n_classes,
             slots,
+            mixed_top,
+            margin,
         })
     }
 
@@ -447,11 +470,12 @@ impl SetForest {
                         second = second.max(votes[class]);
                     }
                 }
-                // Without mixed leaves, the class sums are the votes. With them, the leader
-                // keeps its place only if the mixed leaves' values (at most 1.0 each, for any
-                // one class) cannot close the gap; a whole vote dwarfs the rounding of the
-                // sums.
-                *slot = if mixed == 0 || votes[best] > second + mixed {
+                // Without mixed leaves, the class sums are the votes, exactly. With them, the
+                // leader keeps its place only if the mixed leaves' values (each at most
+                // `mixed_top` for any one class; the leader's own are at least 0) cannot close
+                // the gap, with room to spare for the rounding of the sums.
+                let gap = votes[best] as f64 - second as f64;
+                *slot = if mixed == 0 || gap > mixed as f64 * self.mixed_top + self.margin {
                     best as u32
                 } else {
                     UNDECIDED
@@ -555,9 +579,11 @@ unsafe fn tree_votes(
 unsafe fn walk(nodes: &[SetNode], index: &[Bits], stack: &mut [Bits], all: [u64; WORDS]) {
     let index = index.as_ptr().cast::<u8>();
     let stack = stack.as_mut_ptr().cast::<u8>();
-    let masks = MASKS.as_ptr().cast::<u8>();
-    let load = |p: *const u8| _mm256_load_si256(p.cast::<__m256i>());
-    // The set reaching the node, as two halves; the top of the stack of right sets.
+    let masks = MASKS.0.as_ptr().cast::<u8>();
+    // Unaligned loads and stores: as fast as aligned ones on aligned data, and no fault if a
+    // set were ever misaligned.
+    let load = |p: *const u8| _mm256_loadu_si256(p.cast::<__m256i>());
+    // The set reaching the node, in 256-bit parts; the top of the stack of right sets.
     let mut cur: [__m256i; LANES] =
         std::array::from_fn(|h| _mm256_loadu_si256(all.as_ptr().add(4 * h).cast::<__m256i>()));
     let mut top = [_mm256_setzero_si256(); LANES];
@@ -570,7 +596,7 @@ unsafe fn walk(nodes: &[SetNode], index: &[Bits], stack: &mut [Bits], all: [u64;
             let b = load(b.add(32 * h));
             // An internal node stores the old top below its right set; a leaf, its own set.
             let kept = _mm256_blendv_epi8(top[h], cur[h], leaf);
-            _mm256_store_si256(store.add(32 * h).cast::<__m256i>(), kept);
+            _mm256_storeu_si256(store.add(32 * h).cast::<__m256i>(), kept);
             // A leaf (its threshold set empty, so `left` is its whole set) hands on to the top
             // and pops; an internal node goes left and makes its right set the top.
             let left = _mm256_andnot_si256(b, cur[h]);
