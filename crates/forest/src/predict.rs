@@ -31,8 +31,8 @@
 //! costs a hash and a probe per row, about 2% of the prediction time.
 //!
 //! [`Predictor::predict`] wants classes, not probabilities. Where the CPU has AVX2, its default
-//! ([`Kernel::Sets`]) runs each tree once per group of rows on bit sets of rows instead of
-//! walking them (`sets.rs`), and walks only the rows whose mixed leaves leave their class open.
+//! ([`Kernel::Sets`]) runs the first half of the trees once per group of rows on bit sets of
+//! rows instead of walking them (`sets.rs`), and walks on only the rows those votes leave open.
 //! Walking, from the middle of the forest on it drops the rows whose class the remaining trees
 //! can no longer change (compacting the block). Either way it returns exactly the argmax of
 //! [`Predictor::predict_proba`].
@@ -43,7 +43,7 @@ use fedids_data::FeatureMatrix;
 use rayon::prelude::*;
 
 use crate::error::ForestError;
-use crate::sets::{self, SetForest, SetScratch, UNDECIDED};
+use crate::sets::{self, SetForest, SetScratch, SEEDED, UNDECIDED};
 use crate::tree::{argmax, Tree};
 
 /// Rows walked through a tree together by the portable kernel: their states fit in registers.
@@ -71,10 +71,9 @@ pub enum Kernel {
     Portable,
     /// AVX-512F gathers with lanes refilled as rows finish.
     Avx512,
-    /// Row sets (x86-64 with AVX2) for [`Predictor::predict`]'s classes: each tree runs once
-    /// per group of 1,024 rows on bit sets of rows (see `sets.rs`); rows that reach a leaf with
-    /// mixed class values the votes cannot settle, and every probability, go to the portable
-    /// walk.
+    /// Row sets (x86-64 with AVX2) for [`Predictor::predict`]'s classes: the first half of the
+    /// trees run once per group of 1,024 rows on bit sets of rows (see `sets.rs`); the rows
+    /// their votes cannot settle, and every probability, go to the portable walk.
     Sets,
 }
 
@@ -497,25 +496,51 @@ impl Predictor {
                     rows: mut ids,
                     copies,
                 } = distinct_rows(&mut buf, nf, rows);
-                // Row sets give the classes of the rows that met only pure leaves; the rest walk.
+                // Row sets run the first `seed_at` trees: they give the classes the trees left
+                // cannot change; rows that met a mixed leaf walk from the first tree, and the
+                // other undecided rows join the walk at tree `seed_at`, their votes as their sums.
+                let mut seeded = Seeded::default();
+                let seed_at = sets_trees(n_trees);
                 if let (Some(sets), Exit::Any, false) = (&self.sets, exit, with_proba) {
                     let n = ids.len();
                     let mut decided = vec![0u32; n];
+                    let mut sums = vec![0.0f32; n * c];
                     let cols: Vec<&[f32]> =
                         (0..nf).map(|f| &x.column(f)[start..start + rows]).collect();
+                    let left = (n_trees - seed_at) as f64;
+                    let rest = if seed_at == n_trees {
+                        0.0
+                    } else {
+                        reach[seed_at] + total * (MARGIN + left * f32::EPSILON as f64)
+                    };
                     SET_SCRATCH.with(|scratch| {
                         let scratch = &mut scratch.borrow_mut();
-                        sets.classify(&cols, &ids, order_key, scratch, &mut decided)
+                        sets.classify(
+                            &cols,
+                            &ids,
+                            order_key,
+                            seed_at,
+                            rest,
+                            scratch,
+                            &mut decided,
+                            &mut sums,
+                        )
                     });
-                    walks += (n * n_trees) as u64;
+                    walks += (n * seed_at) as u64;
                     let mut kept = 0;
                     for (k, &class) in decided.iter().enumerate() {
-                        if class == UNDECIDED {
-                            ids[kept] = ids[k];
-                            buf.copy_within(k * nf..(k + 1) * nf, kept * nf);
-                            kept += 1;
-                        } else {
-                            classes[ids[k] as usize] = class;
+                        match class {
+                            UNDECIDED => {
+                                ids[kept] = ids[k];
+                                buf.copy_within(k * nf..(k + 1) * nf, kept * nf);
+                                kept += 1;
+                            }
+                            SEEDED => {
+                                seeded.ids.push(ids[k]);
+                                seeded.rows.extend_from_slice(&buf[k * nf..(k + 1) * nf]);
+                                seeded.sums.extend_from_slice(&sums[k * c..(k + 1) * c]);
+                            }
+                            class => classes[ids[k] as usize] = class,
                         }
                     }
                     ids.truncate(kept);
@@ -525,6 +550,17 @@ impl Predictor {
                 let mut ends = vec![0u32; ids.len()];
                 let mut scratch = Scratch::default();
                 for t in 0..n_trees {
+                    if t == seed_at && !seeded.ids.is_empty() {
+                        // The seeded rows join behind the rows walking, the padding row after.
+                        let live = ids.len();
+                        let joined = live + seeded.ids.len();
+                        buf[live * nf..joined * nf].copy_from_slice(&seeded.rows);
+                        buf[joined * nf..(joined + 1) * nf].fill(0);
+                        ids.extend_from_slice(&seeded.ids);
+                        acc.truncate(live * c);
+                        acc.extend_from_slice(&seeded.sums);
+                        ends.resize(joined, 0);
+                    }
                     let live = ids.len();
                     walks += live as u64;
                     self.walk(t, &buf[..(live + 1) * nf], &mut ends[..live], &mut scratch);
@@ -1050,6 +1086,25 @@ thread_local! {
     /// Each thread's memory for row sets (index, stack, keys: about 250 KB on NSL-KDD's forests),
     /// kept from block to block.
     static SET_SCRATCH: std::cell::RefCell<SetScratch> = std::cell::RefCell::default();
+}
+
+/// Rows row sets leave to the walk from a later tree: block-relative ids, their row-major keys
+/// and their class sums so far.
+#[derive(Default)]
+struct Seeded {
+    ids: Vec<u32>,
+    rows: Vec<u32>,
+    sums: Vec<f32>,
+}
+
+/// The trees row sets run before the walk takes the rows they leave undecided: the first tree
+/// after which the walk looks for decided rows (the middle of the forest, rounded up to a look),
+/// or all of them.
+fn sets_trees(n_trees: usize) -> usize {
+    n_trees
+        .div_ceil(2)
+        .next_multiple_of(EXIT_EVERY)
+        .min(n_trees)
 }
 
 /// Classes, probabilities (if asked for) and the (row, tree) walks it took.
@@ -1792,8 +1847,9 @@ mod tests {
         if sets::available() {
             let p = Predictor::with_kernel(&trees, 1, 3, Kernel::Sets).unwrap();
             // Every distinct row (0.0, 1.0; NaN goes left as 0.0 does, but is a row of its own)
-            // through the sets, then walked again.
-            assert_eq!(p.predict_counting(&x).unwrap(), (want, 3 * 20 * 2));
+            // through the sets' first 12 trees, then walked again through all 20.
+            assert_eq!(sets_trees(20), 12);
+            assert_eq!(p.predict_counting(&x).unwrap(), (want, 3 * 12 + 3 * 20));
         }
     }
 
