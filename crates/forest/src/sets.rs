@@ -29,8 +29,9 @@
 //! The caller may run only the first trees, up to where the walk would first look for decided
 //! rows. A row whose lead the trees left cannot overturn is decided; any other row is *seeded*:
 //! it joins the walk at the next tree with its votes as its class sums, which are the walk's sums
-//! at that point, exactly. On NSL-KDD about 70% of the rows, on KDD Cup 99 about 95%, are decided
-//! after 52 of 100 trees.
+//! at that point, exactly. After 52 of 100 trees, about 70% of KDDTest+'s rows are decided
+//! (binary forest), and on the KDD Cup 99 test split nearly all: `predict_counting` gives 20.0
+//! (row, tree) pairs per row there, where its distinct rows, 38.5% of all, take 52 each.
 //!
 //! This module knows trees and order keys; it does not know blocks, threads or early exits.
 
