@@ -374,21 +374,21 @@ impl SetForest {
         })
     }
 
-    /// Runs the first `trees` trees over the rows `rows` of the columns `cols` (one per
-    /// feature), their values compared as `key`s (the kernels' order keys). `out[k]` gets row
-    /// `rows[k]`'s class, the argmax of its class sums over the whole forest with ties to the
-    /// lowest class; or [`UNDECIDED`] when the row reached a mixed leaf whose values could change
-    /// that; or, when the trees left (which can add at most `rest` to any class's sum, rounding
-    /// included) could change it, [`SEEDED`], with its votes in `sums[k * n_classes..]`, which
-    /// are its class sums after those trees, exactly.
+    /// Runs the trees over the rows `rows` of the columns `cols` (one per feature), their values
+    /// compared as `key`s (the kernels' order keys). These trees may be the first of a forest:
+    /// `rest` is then the most the forest's other trees can add to any class's sum, rounding
+    /// included, and `None` when there are none. `out[k]` gets row `rows[k]`'s class over the
+    /// whole forest, the argmax of its class sums with ties to the lowest class; or
+    /// [`UNDECIDED`] when the row reached a mixed leaf whose values could change that; or, when
+    /// the other trees could change it, [`SEEDED`], with its votes in `sums[k * n_classes..]`,
+    /// which are its class sums after these trees, exactly.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn classify(
         &self,
         cols: &[&[f32]],
         rows: &[u32],
         key: impl Fn(f32) -> u32,
-        trees: usize,
-        rest: f64,
+        rest: Option<f64>,
         scratch: &mut SetScratch,
         out: &mut [u32],
         sums: &mut [f32],
@@ -396,8 +396,7 @@ impl SetForest {
         let (n, nf) = (rows.len(), cols.len());
         let c = self.n_classes;
         assert!(out.len() >= n && sums.len() >= n * c, "an output per row");
-        assert!(trees <= self.trees.len(), "at most the forest's trees");
-        let last = trees == self.trees.len();
+        let (last, rest) = (rest.is_none(), rest.unwrap_or(0.0));
         assert!(available(), "row sets run only where AVX2 is");
         if n == 0 {
             return;
@@ -450,7 +449,7 @@ impl SetForest {
             // plus set 0.
             unsafe { build_index(&self.thresholds, &scratch.keys, &mut scratch.index) };
             scratch.votes.fill([0; WORDS]);
-            for tree in &self.trees[..trees] {
+            for tree in &self.trees {
                 // SAFETY: AVX2 is available; every node's set offset names a set of `index`
                 // (below `thresholds.len() + 1`), and its store and pop offsets, and those of
                 // its counted leaves, a slot below `slots`, the length of `stack`:
@@ -466,7 +465,7 @@ impl SetForest {
                     )
                 };
             }
-            let n_trees = trees as u32;
+            let n_trees = self.trees.len() as u32;
             let mut votes = [0u32; MAX_CLASSES + 1];
             for (j, slot) in out[g0..g0 + m].iter_mut().enumerate() {
                 let (w, bit) = (j / 64, j % 64);
