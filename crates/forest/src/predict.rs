@@ -124,7 +124,9 @@ impl Kernel {
 
     /// The kernel [`Forest::predictor`](crate::Forest::predictor) asks for: the one
     /// [`KERNEL_ENV`] names, else [`Kernel::Sets`] where the CPU has AVX2, else
-    /// [`Kernel::Portable`]. A forest that does not suit row sets gets the portable kernel.
+    /// [`Kernel::Portable`]. A forest that does not suit row sets gets the portable kernel, and
+    /// so, unless [`KERNEL_ENV`] asks for row sets, does one whose trees walk faster by their
+    /// cost model (trees of many thousand nodes).
     ///
     /// Of the walking kernels, the portable one is the faster on every CPU we have measured
     /// since its refills were tuned: on a Zen 4 EPYC (AVX-512F, gathers split into micro-ops) the
@@ -293,13 +295,20 @@ pub struct Predictor {
 
 impl Predictor {
     /// With the [`Kernel::preferred`] kernel.
+    /// Row sets, unless [`KERNEL_ENV`] asked for them, give way to the walk where their cost
+    /// model says the walk is faster ([`SetForest::pays`]).
     pub(crate) fn new(trees: &[Tree], n_features: usize, n_classes: usize) -> Self {
-        Predictor::with_kernel(trees, n_features, n_classes, Kernel::preferred()).unwrap_or_else(
-            |_| {
+        let mut p = Predictor::with_kernel(trees, n_features, n_classes, Kernel::preferred())
+            .unwrap_or_else(|_| {
                 Predictor::with_kernel(trees, n_features, n_classes, Kernel::Portable)
                     .expect("the portable kernel runs everywhere")
-            },
-        )
+            });
+        let asked = matches!(Kernel::from_env(), Ok(Some(_)));
+        if !asked && p.sets.as_ref().is_some_and(|sets| !sets.pays()) {
+            p.kernel = Kernel::Portable;
+            p.sets = None;
+        }
+        p
     }
 
     /// With the given kernel, or an error when this CPU or these trees cannot run it (the

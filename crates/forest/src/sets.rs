@@ -137,6 +137,8 @@ pub(crate) struct SetForest {
     /// Beyond the mixed leaves' reach, the lead a row that met one needs over the runner-up:
     /// far above the rounding of the `f32` sums (the walk's own early exits use this bound).
     margin: f64,
+    /// Whether row sets should beat walking these trees, by a rough cost model.
+    pays: bool,
 }
 
 /// Per-task memory of [`SetForest::classify`].
@@ -271,16 +273,21 @@ impl SetForest {
         let mut shaped: Vec<Vec<Shaped>> = Vec::with_capacity(trees.len());
         let mut deepest = 0u32;
         let mut most_counted = 0usize;
+        // The sum over the trees of their leaves' mean depth, for `pays`.
+        let mut mean_depths = 0.0f64;
         for t in trees {
             let nodes = t.nodes();
             let c = t.n_classes();
             let mut out = Vec::new();
-            let mut pending = vec![0usize];
+            let mut pending = vec![(0usize, 0u32)];
             let mut height = 0u32;
             let mut counted = 0;
-            while let Some(i) = pending.pop() {
+            let (mut depths, mut leaves) = (0u64, 0u64);
+            while let Some((i, depth)) = pending.pop() {
                 let n = nodes[i];
                 if n.is_leaf() {
+                    depths += u64::from(depth);
+                    leaves += 1;
                     let leaf = n.left as usize;
                     let code = pure_class(&t.leaf_values()[leaf * c..(leaf + 1) * c])
                         .map_or(mixed, u32::from);
@@ -299,10 +306,11 @@ impl SetForest {
                     });
                     height += 1;
                     deepest = deepest.max(height);
-                    pending.push(n.left as usize + 1);
-                    pending.push(n.left as usize);
+                    pending.push((n.left as usize + 1, depth + 1));
+                    pending.push((n.left as usize, depth + 1));
                 }
             }
+            mean_depths += depths as f64 / leaves as f64;
             most_counted = most_counted.max(counted);
             shaped.push(out);
         }
@@ -363,7 +371,17 @@ impl SetForest {
                 }
             })
             .collect();
+        // The cost model of `pays`, in cycles per row (a Zen 3 core, docs/performance.md): a node
+        // costs about 16 cycles per group of 1,024 rows, a threshold's set about 150, a step of
+        // the walk about 4 (its refills and looks included). A leaf's mean depth stands for a
+        // walk's steps: it overstates them (rows go where the training rows went, mostly along
+        // shorter paths), so the model leans to row sets; but trees of thousands of nodes, whose
+        // walks stay short, still go to the walk.
+        let nodes: usize = trees.iter().map(|t| t.nodes.len()).sum();
+        let sets_cycles = (nodes as f64 * 16.0 + thresholds.len() as f64 * 150.0) / GROUP as f64;
+        let walk_cycles = mean_depths * 4.0;
         Ok(SetForest {
+            pays: sets_cycles < walk_cycles,
             thresholds,
             vote_planes: (usize::BITS - trees.len().leading_zeros()) as usize,
             trees,
@@ -372,6 +390,14 @@ impl SetForest {
             mixed_top,
             margin,
         })
+    }
+
+    /// Whether row sets should be faster than walking these trees, by a rough model of both
+    /// costs: the nodes and thresholds row sets pay for per group of rows, against the depth a
+    /// walk pays for per row. Trees of many thousand nodes (grown on large noisy data, say) walk
+    /// faster.
+    pub(crate) fn pays(&self) -> bool {
+        self.pays
     }
 
     /// Runs the trees over the rows `rows` of the columns `cols` (one per feature), their values
@@ -758,6 +784,39 @@ mod tests {
         assert!(SetForest::new(&trees, 2, key, pure).is_ok());
         trees[1].leaf_values[..2].copy_from_slice(&[0.5, 0.5]);
         assert!(refusal(&trees, 2).contains("2 of 10 leaves are mixed"));
+    }
+
+    /// The cost model sends small trees to row sets and trees of thousands of nodes, each with
+    /// its own threshold, to the walk.
+    #[test]
+    fn row_sets_pay_for_small_trees_not_for_huge_ones() {
+        if !available() {
+            eprintln!("NOTE: no AVX2 on this CPU: row sets are not compiled");
+            return;
+        }
+        let stumps: Vec<Tree> = (0..10).map(|_| stump(2)).collect();
+        assert!(SetForest::new(&stumps, 2, key, pure).unwrap().pays());
+        // Complete trees 13 levels deep: 16,383 nodes, 8,191 thresholds each.
+        let levels = 13u32;
+        let internal = (1u32 << (levels - 1)) - 1;
+        let big = |seed: u32| {
+            let nodes: Vec<Node> = (0..2 * internal + 1)
+                .map(|i| {
+                    if i < internal {
+                        Node {
+                            feature: 0,
+                            threshold: (i * 7 + seed) as f32,
+                            left: 2 * i + 1,
+                        }
+                    } else {
+                        leaf(i - internal)
+                    }
+                })
+                .collect();
+            tree(nodes, 2, |l| l)
+        };
+        let forest: Vec<Tree> = (0..4).map(big).collect();
+        assert!(!SetForest::new(&forest, 2, key, pure).unwrap().pays());
     }
 
     /// Preorder slots: a leaf's successor is the right set on top, and each class's counted
