@@ -1464,14 +1464,12 @@ mod tests {
         proba.chunks_exact(n_classes).map(argmax).collect()
     }
 
-    /// Trees that all vote alike decide rows early; ties between classes never do, and fall to
-    /// the lowest class, as in `predict_proba`.
-    #[test]
-    fn unanimous_forests_exit_early_and_ties_do_not() {
-        // Node 0 splits on feature 0 at 0.5: leaf 0 (class 0) left, leaf 1 (class 1) right.
-        let stump = |low: [f32; 2], high: [f32; 2]| Tree {
+    /// A stump on one feature: node 0 splits at 0.5, leaf 0 (values `low`) left, leaf 1
+    /// (values `high`) right.
+    fn stump(low: &[f32], high: &[f32]) -> Tree {
+        let t = Tree {
             n_features: 1,
-            n_classes: 2,
+            n_classes: low.len() as u32,
             nodes: vec![
                 Node {
                     feature: 0,
@@ -1492,6 +1490,15 @@ mod tests {
             leaf_values: [low, high].concat(),
             importances: vec![0.0],
         };
+        t.validate(1, low.len()).expect("a valid stump");
+        t
+    }
+
+    /// Trees that all vote alike decide rows early; ties between classes never do, and fall to
+    /// the lowest class, as in `predict_proba`.
+    #[test]
+    fn unanimous_forests_exit_early_and_ties_do_not() {
+        let stump = |low: [f32; 2], high: [f32; 2]| stump(&low, &high);
         // Distinct rows (a repeat would not walk): even rows go left, odd ones right.
         let values: Vec<f32> = (0..3000)
             .map(|r| (r % 2) as f32 + r as f32 * 1e-4)
@@ -1824,29 +1831,7 @@ mod tests {
     /// class 1, and the tie goes to class 0.
     #[test]
     fn a_mixed_leaf_can_tie_the_leader() {
-        let stump = |low: [f32; 3], high: [f32; 3]| Tree {
-            n_features: 1,
-            n_classes: 3,
-            nodes: vec![
-                Node {
-                    feature: 0,
-                    threshold: 0.5,
-                    left: 1,
-                },
-                Node {
-                    feature: LEAF,
-                    threshold: 0.0,
-                    left: 0,
-                },
-                Node {
-                    feature: LEAF,
-                    threshold: 0.0,
-                    left: 1,
-                },
-            ],
-            leaf_values: [low, high].concat(),
-            importances: vec![0.0],
-        };
+        let stump = |low: [f32; 3], high: [f32; 3]| stump(&low, &high);
         let one = |k: usize| {
             let mut v = [0.0; 3];
             v[k] = 1.0;
@@ -1881,29 +1866,7 @@ mod tests {
     /// mixed leaf worth 3.0 to class 0 overturns a lead of two votes.
     #[test]
     fn mixed_leaves_worth_more_than_a_vote() {
-        let stump = |v: [f32; 2]| Tree {
-            n_features: 1,
-            n_classes: 2,
-            nodes: vec![
-                Node {
-                    feature: 0,
-                    threshold: 0.5,
-                    left: 1,
-                },
-                Node {
-                    feature: LEAF,
-                    threshold: 0.0,
-                    left: 0,
-                },
-                Node {
-                    feature: LEAF,
-                    threshold: 0.0,
-                    left: 1,
-                },
-            ],
-            leaf_values: [v, v].concat(),
-            importances: vec![0.0],
-        };
+        let stump = |v: [f32; 2]| stump(&v, &v);
         // Class 1: 11 votes; class 0: 9 votes and one mixed leaf adding 3.0 (and 0.5 to 1).
         let mut trees = vec![stump([3.0, 0.5])];
         trees.extend((0..9).map(|_| stump([1.0, 0.0])));
