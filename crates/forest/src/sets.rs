@@ -33,7 +33,8 @@
 //! (binary forest), and on the KDD Cup 99 test split nearly all: `predict_counting` gives 20.0
 //! (row, tree) pairs per row there, where its distinct rows, 38.5% of all, take 52 each.
 //!
-//! This module knows trees and order keys; it does not know blocks, threads or early exits.
+//! This module knows trees and order keys; it does not know blocks or threads, nor the trees it
+//! does not run: the most those can add to a sum comes from its caller.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -42,7 +43,7 @@ use std::collections::HashMap;
 use crate::tree::Tree;
 
 /// Rows per group: each set is 1,024 bits, four AVX2 registers. On NSL-KDD's binary forest,
-/// one thread, groups of 1,024 ran in about 0.95x the time of groups of 512 (fastest of 100
+/// one thread, groups of 1,024 ran in 0.93-0.95x the time of groups of 512 (fastest of 100
 /// runs): a node's loads of its fields and masks serve twice the rows.
 pub(crate) const GROUP: usize = 1024;
 
@@ -52,7 +53,7 @@ const WORDS: usize = GROUP / 64;
 /// Bytes per set.
 const SET_BYTES: usize = GROUP / 8;
 
-/// 256-bit halves (quarters...) per set.
+/// 256-bit parts per set.
 const LANES: usize = GROUP / 256;
 
 /// A row [`SetForest::classify`] leaves to the walking kernel, from the first tree: it reached
@@ -66,15 +67,15 @@ pub(crate) const SEEDED: u32 = u32::MAX - 1;
 /// Classes at most (vote counters and their extraction are per class).
 const MAX_CLASSES: usize = 15;
 
-/// Stack and leaf slots a tree can name.
+/// Stack and leaf slots a tree can name (a set each, per thread: 8 MB at most).
 const MAX_SLOTS: usize = 1 << 16;
 
 /// Nodes over all trees, once subtrees shared by several parents are copied for each (a stored
 /// tree may share them; trained trees do not).
 const MAX_NODES: usize = 1 << 22;
 
-/// Distinct `(feature, threshold)` pairs at most: each costs 64 bytes of index per group and a
-/// pass of compares over the group's values of its feature.
+/// Distinct `(feature, threshold)` pairs at most: each costs a set (128 bytes) of index per
+/// thread and a pass of compares over each group's values of its feature.
 const MAX_THRESHOLDS: usize = 1 << 16;
 
 /// Mixed leaves at most, as a share of all leaves: every row that reaches one is walked again by
@@ -82,7 +83,7 @@ const MAX_THRESHOLDS: usize = 1 << 16;
 /// better served by walking alone.
 const MAX_MIXED_SHARE: f64 = 0.1;
 
-/// One set: 512 bits, aligned for 256-bit loads and stores.
+/// One set: a bit per row of a group.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct Bits([u64; WORDS]);
