@@ -62,7 +62,7 @@ const EXIT_EVERY: usize = 4;
 /// Slack, relative to the most a whole forest can add to one class, that a decided row's lead
 /// keeps beyond the remaining trees' reach: far above the rounding of `f32` sums and of their
 /// scaling to means, so the class `predict_proba` would give is the leading one, strictly.
-const MARGIN: f64 = 1.0 / 4096.0;
+pub(crate) const MARGIN: f64 = 1.0 / 4096.0;
 
 /// Which inner loop finds the leaves. All give the same outputs, bit for bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -495,8 +495,11 @@ impl Predictor {
         let c = self.n_classes;
         let nf = self.n_features;
         let n_trees = self.trees.len();
-        let row_sets = self.sets.is_some() && matches!(exit, Exit::Any) && !with_proba;
-        let block = if row_sets {
+        // Row sets give classes only, with the walk's exits for any class.
+        let row_sets = (matches!(exit, Exit::Any) && !with_proba)
+            .then_some(self.sets.as_ref())
+            .flatten();
+        let block = if row_sets.is_some() {
             sets_block(x.n_rows())
         } else {
             BLOCK
@@ -529,7 +532,7 @@ impl Predictor {
                 // other undecided rows join the walk at tree `seed_at`, their votes as their sums.
                 let mut seeded = Seeded::default();
                 let seed_at = sets_trees(n_trees);
-                if let (Some(sets), Exit::Any, false) = (&self.sets, exit, with_proba) {
+                if let Some(sets) = row_sets {
                     let n = ids.len();
                     let mut decided = vec![0u32; n];
                     let mut sums = vec![0.0f32; n * c];
@@ -1355,6 +1358,21 @@ mod tests {
         t
     }
 
+    /// One node's picks for [`tree`]: whether it splits, its children, its feature and its
+    /// threshold (some equal to values the rows hold, which go left; signed zeros included).
+    fn node_pick() -> impl Strategy<Value = (bool, u32, u32, f32)> {
+        (
+            any::<bool>(),
+            any::<u32>(),
+            any::<u32>(),
+            prop_oneof![
+                3 => -4.0f32..4.0,
+                1 => (-16i32..16).prop_map(|k| k as f32 * 0.25),
+                1 => Just(-0.0f32),
+            ],
+        )
+    }
+
     /// Makes every `every`-th leaf of `t` pure (`1.0` for one class, `0.0` or `-0.0` for the
     /// others), and the leaf after each a near miss (`1.0` for one class and `0.5` for another).
     fn purify(t: &mut Tree, every: usize) {
@@ -1740,20 +1758,7 @@ mod tests {
             n_features in prop_oneof![4 => 1usize..6, 1 => 257usize..260],
             n_classes in 1usize..7,
             shapes in proptest::collection::vec(
-                proptest::collection::vec(
-                    (
-                        any::<bool>(),
-                        any::<u32>(),
-                        any::<u32>(),
-                        prop_oneof![
-                            3 => -4.0f32..4.0,
-                            // Thresholds some values equal (they go left), signed zeros included.
-                            1 => (-16i32..16).prop_map(|k| k as f32 * 0.25),
-                            1 => Just(-0.0f32),
-                        ],
-                    ),
-                    1..80,
-                ),
+                proptest::collection::vec(node_pick(), 1..80),
                 1..24,
             ),
             // Every `pure`-th leaf pure (none for 0), as almost all are in a forest grown deep.
@@ -1914,19 +1919,7 @@ mod tests {
             n_features in 1usize..6,
             n_classes in prop_oneof![4 => 2usize..7, 1 => 7usize..16],
             shapes in proptest::collection::vec(
-                proptest::collection::vec(
-                    (
-                        any::<bool>(),
-                        any::<u32>(),
-                        any::<u32>(),
-                        prop_oneof![
-                            3 => -4.0f32..4.0,
-                            1 => (-16i32..16).prop_map(|k| k as f32 * 0.25),
-                            1 => Just(-0.0f32),
-                        ],
-                    ),
-                    1..120,
-                ),
+                proptest::collection::vec(node_pick(), 1..120),
                 1..40,
             ),
             n_rows in prop_oneof![3 => 0usize..1100, 1 => 1100usize..2600],

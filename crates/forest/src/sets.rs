@@ -40,6 +40,7 @@
 use std::arch::x86_64::*;
 use std::collections::HashMap;
 
+use crate::predict::MARGIN;
 use crate::tree::Tree;
 
 /// Rows per group: each set is 1,024 bits, four AVX2 registers. On NSL-KDD's binary forest,
@@ -235,26 +236,21 @@ impl SetForest {
         let mixed = n_classes as u32;
         // Leaves as stored (a shared one counts once).
         let leaves: usize = trees.iter().map(|t| t.n_leaves()).sum();
-        let mixed_leaves: usize = trees
+        // The values of the mixed leaves, as stored.
+        let mixed_values: Vec<&[f32]> = trees
             .iter()
-            .map(|t| {
-                let c = t.n_classes();
-                t.leaf_values()
-                    .chunks_exact(c)
-                    .filter(|v| pure_class(v).is_none())
-                    .count()
-            })
-            .sum();
+            .flat_map(|t| t.leaf_values().chunks_exact(t.n_classes()))
+            .filter(|v| pure_class(v).is_none())
+            .collect();
+        let mixed_leaves = mixed_values.len();
         if mixed_leaves as f64 > MAX_MIXED_SHARE * leaves as f64 {
             return Err(format!(
                 "{mixed_leaves} of {leaves} leaves are mixed: row sets leave their rows to the \
                  walking kernel, and take at most a tenth"
             ));
         }
-        let mixed_top = trees
+        let mixed_top = mixed_values
             .iter()
-            .flat_map(|t| t.leaf_values().chunks_exact(t.n_classes()))
-            .filter(|v| pure_class(v).is_none())
             .flat_map(|v| v.iter())
             .fold(0.0f64, |m, &v| m.max(v as f64));
         // The most all trees can add to one class (leaf values are finite and at least 0).
@@ -262,7 +258,7 @@ impl SetForest {
             .iter()
             .map(|t| t.leaf_values().iter().fold(0.0f64, |m, &v| m.max(v as f64)))
             .sum();
-        let margin = total * (1.0 / 4096.0 + trees.len() as f64 * f32::EPSILON as f64);
+        let margin = total * (MARGIN + trees.len() as f64 * f32::EPSILON as f64);
         // Preorder: each node's threshold set (none for a leaf), its stack height (pending
         // right children, the top included) before it, and a leaf's class (`mixed` for a mixed
         // leaf). Slots are given once the deepest stack, hence the spare slot, is known.
